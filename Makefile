@@ -1,0 +1,167 @@
+# mclip - MobileCLIP2 and prompt learning in plain C.
+#
+#   make                 libmclip.a and the mclip binary
+#   make test            build and run every program in tests/
+#   make BLAS=0 test     same, with the plain-C GEMM instead of OpenBLAS
+#   make sanitize        the whole suite under ASan + UBSan
+#   make check-long      slower tests (long runs, kill -9 loops)
+#   make check-reference regenerate full-size fixtures with PyTorch and check them
+#   make bench           build bench/ programs and print numbers
+#   make info            what was detected
+#
+# Knobs: CC, CFLAGS, BLAS=0|1, OMP=0|1, SIMD=auto|scalar, NATIVE=0|1,
+#        SAN=0|1, BUILD=dir.  Objects go to build/<config>/ so that
+#        configurations never mix.
+
+CC     ?= cc
+BLAS   ?= 1
+OMP    ?= 1
+SIMD   ?= auto
+NATIVE ?= 0
+SAN    ?= 0
+ARCH   ?= $(shell $(CC) -dumpmachine | cut -d- -f1)
+
+CONFIG := $(ARCH)-blas$(BLAS)-omp$(OMP)-$(SIMD)$(if $(filter 1,$(NATIVE)),-native)$(if $(filter 1,$(SAN)),-san)
+BUILD  ?= build/$(CONFIG)
+
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+WARN     := -Wall -Wextra -Wno-unused-parameter
+CPPFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -Ithird_party
+LDLIBS   := -lz -lm -lpthread
+
+ifeq ($(BLAS),1)
+  CPPFLAGS += -DMCLIP_BLAS $(shell pkg-config --cflags openblas 2>/dev/null)
+  LDLIBS   += -lopenblas
+endif
+ifeq ($(OMP),1)
+  CFLAGS += -fopenmp
+  LDFLAGS += -fopenmp
+endif
+ifeq ($(SIMD),scalar)
+  CPPFLAGS += -DMC_SIMD_SCALAR
+endif
+ifeq ($(NATIVE),1)
+  CFLAGS += -march=native
+endif
+ifeq ($(SAN),1)
+  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+endif
+
+# Library sources: every .c under the layer folders except program mains
+# (files named main.c) and per-ISA kernel sources (tensor/isa/).
+LIBDIRS  := tensor autograd nn mobileclip coop datasets
+LIBSRC   := $(filter-out %/main.c, $(wildcard $(addsuffix /*.c,$(LIBDIRS))))
+LIBOBJ   := $(LIBSRC:%.c=$(BUILD)/%.o)
+
+# Per-ISA kernels: each tensor/isa/*.c is compiled once per instruction set
+# the target has, with MC_ISA naming the variant; tensor/ dispatches at run
+# time (x86-64: scalar, avx2, avx512; aarch64: scalar, neon).
+ISASRC   := $(wildcard tensor/isa/*.c)
+ifeq ($(ARCH),x86_64)
+  ISAS := scalar avx2 avx512
+else ifeq ($(ARCH),aarch64)
+  ISAS := scalar neon
+else
+  ISAS := scalar
+endif
+ifeq ($(SIMD),scalar)
+  ISAS := scalar
+endif
+ISAFLAGS_scalar :=
+ISAFLAGS_avx2   := -mavx2 -mfma -mf16c
+ISAFLAGS_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
+ISAFLAGS_neon   :=
+ISAOBJ   := $(foreach isa,$(ISAS),$(ISASRC:%.c=$(BUILD)/%.$(isa).o))
+CPPFLAGS += $(foreach isa,$(ISAS),-DMC_HAVE_ISA_$(isa))
+
+LIB      := $(BUILD)/libmclip.a
+BIN      := $(BUILD)/mclip
+MAINSRC  := coop/main.c
+
+TESTSRC  := $(wildcard tests/test_*.c)
+TESTBIN  := $(TESTSRC:tests/%.c=$(BUILD)/tests/%)
+TESTHELP := $(wildcard tests/util/*.c)
+TESTHOBJ := $(TESTHELP:%.c=$(BUILD)/%.o)
+BENCHSRC := $(wildcard bench/bench_*.c)
+BENCHBIN := $(BENCHSRC:bench/%.c=$(BUILD)/bench/%)
+
+.SECONDARY:
+.PHONY: all test sanitize check-long check-reference bench info clean help debug fixtures
+
+all: $(LIB) $(BIN) mclip
+
+# A stable path for the binary of the default configuration.
+mclip: $(BIN)
+	@ln -sf $(BIN) mclip
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -MMD -MP -c $< -o $@
+
+$(foreach isa,$(ISAS),$(eval $(BUILD)/%.$(isa).o: %.c ; @mkdir -p $$(dir $$@) && $(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(ISAFLAGS_$(isa)) -DMC_ISA=$(isa) -MMD -MP -c $$< -o $$@))
+
+$(LIB): $(LIBOBJ) $(ISAOBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BIN): $(BUILD)/coop/main.o $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(TESTHOBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) $< $(TESTHOBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# Run every test program; tests/run.sh prints one line per program and a
+# closing "N passed, N failed" line, and fails if any failed.
+test: $(TESTBIN) $(BIN)
+	@MCLIP_BIN=$(BIN) sh tests/run.sh $(TESTBIN)
+
+sanitize:
+	$(MAKE) SAN=1 BLAS=$(BLAS) test
+
+check-long: $(TESTBIN) $(BIN)
+	@MCLIP_BIN=$(BIN) MCLIP_LONG=1 sh tests/run.sh $(TESTBIN)
+
+check-reference: $(TESTBIN) $(BIN)
+	@MCLIP_BIN=$(BIN) sh tests/reference/check.sh
+
+bench: $(BENCHBIN) $(BIN)
+	@for b in $(BENCHBIN); do echo "== $$b"; $$b || exit 1; done
+
+debug:
+	$(MAKE) SAN=1 OPT=-O0 all
+
+info:
+	@echo "mclip build configuration"
+	@echo "  CC       $(CC) ($(shell $(CC) -dumpversion))"
+	@echo "  ARCH     $(ARCH)"
+	@echo "  CFLAGS   $(CFLAGS)"
+	@echo "  BUILD    $(BUILD)"
+	@echo "  ISAs     $(ISAS)"
+	@if [ "$(BLAS)" = 1 ]; then \
+	  if echo 'int main(void){return 0;}' | $(CC) -x c - -lopenblas -o /dev/null 2>/dev/null; \
+	  then echo "  BLAS     ✓ OpenBLAS"; else echo "  BLAS     ✗ OpenBLAS not found (apt-get install libopenblas-dev, or BLAS=0)"; fi; \
+	else echo "  BLAS     ✗ off (plain-C GEMM)"; fi
+	@if [ "$(OMP)" = 1 ] && echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null; \
+	  then echo "  OpenMP   ✓"; else echo "  OpenMP   ✗"; fi
+	@if echo '#include <stb/stb_image.h>' | $(CC) -E -x c - >/dev/null 2>&1; \
+	  then echo "  stb      ✓ /usr/include/stb"; else echo "  stb      ✗ (apt-get install libstb-dev)"; fi
+	@if echo '#include <zlib.h>' | $(CC) -E -x c - >/dev/null 2>&1; \
+	  then echo "  zlib     ✓"; else echo "  zlib     ✗ (apt-get install zlib1g-dev)"; fi
+	@if [ -f ../shared/clip/bpe_simple_vocab_16e6.txt.gz ]; \
+	  then echo "  BPE      ✓ ../shared/clip/bpe_simple_vocab_16e6.txt.gz"; \
+	  else echo "  BPE      ✗ ../shared/clip/ missing (weights/download.sh fetches the vocabulary)"; fi
+
+help:
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
+
+clean:
+	rm -rf build mclip
+
+-include $(LIBOBJ:.o=.d) $(ISAOBJ:.o=.d) $(TESTHOBJ:.o=.d)

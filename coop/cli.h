@@ -1,0 +1,9 @@
+// cli.h - the mclip subcommands.  Each takes argc/argv starting at the
+// command name (argv[0] = "embed", ...) and returns the process exit status:
+// 0 success, 1 a runtime error (bad file, ...), 2 a usage error.
+#ifndef MCLIP_CLI_H
+#define MCLIP_CLI_H
+
+int cli_info(int argc, char **argv);   // coop/cli_info.c
+
+#endif
