@@ -69,6 +69,18 @@ void tensor_check_ndim_at(const char *file, int line, const char *op,
             tensor_shape_str(t, s, sizeof s));
 }
 
+// ---- errors ----
+
+int mc_err(McErr *e, const char *fmt, ...) {
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
 // ---- memory ----
 
 int mc_mul_ok(size_t a, size_t b, size_t *out) {

@@ -68,6 +68,19 @@ void tensor_check_pair_at(const char *file, int line, int cond, const char *op,
 #define TENSOR_CHECK_PAIR(cond, op, what, a, b) \
     tensor_check_pair_at(__FILE__, __LINE__, (cond), op, what, a, b)
 
+// ---- errors from bad input ----
+
+// Readers of files and flags report bad input through an McErr: a message
+// naming the file, what was expected and what was found.  They return -1
+// (or NULL) after filling it, 0 on success, and never abort.
+#define MC_ERRLEN 1024
+typedef struct McErr {
+    char msg[MC_ERRLEN];
+} McErr;
+
+// Format the message into e (when e is not NULL); always returns -1.
+int mc_err(McErr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 // ---- memory ----
 
 // Heap allocation, 64-byte aligned, aborts with a message on failure.
