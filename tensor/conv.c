@@ -1,0 +1,540 @@
+// conv.c - 2-D convolution and average pooling kernels (see conv.h).
+//
+// Dims as in conv.h: N, Cin, H, W in; Cout, Ho, Wo out; kH, kW kernel;
+// G groups, Cg = Cin/G, Og = Cout/G; P = Ho*Wo output pixels; K = Cg*kH*kW
+// the GEMM depth.  Reference: PyTorch 1.13 nn.Conv2d / F.conv2d semantics.
+#include "conv.h"
+#include "gemm.h"
+
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define CONV_THREAD_ID() omp_get_thread_num()
+#else
+#define CONV_THREAD_ID() 0
+#endif
+
+// Largest spatial size / kernel / stride / padding accepted, so that every
+// int index below stays far from overflow.
+#define CONV_MAX_DIM (1 << 16)
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+// ---- shapes ----
+
+const char *conv_path_name(ConvPath p) {
+    switch (p) {
+    case CONV_PATH_GEMM: return "gemm";
+    case CONV_PATH_DEPTHWISE: return "depthwise";
+    case CONV_PATH_IM2COL: return "im2col";
+    }
+    return "?";
+}
+
+int conv_shape_init(ConvShape *s, int N, int Cin, int H, int W, int Cout, int kH, int kW,
+                    int stride, int pad, int groups, McErr *e) {
+    // Every size positive, padding non-negative, all below CONV_MAX_DIM.
+    if (N < 1 || Cin < 1 || H < 1 || W < 1 || Cout < 1 || kH < 1 || kW < 1 || stride < 1 ||
+        pad < 0 || groups < 1)
+        return mc_err(e, "conv2d: expected positive sizes and pad >= 0, found N %d Cin %d "
+                      "H %d W %d Cout %d kernel %dx%d stride %d pad %d groups %d",
+                      N, Cin, H, W, Cout, kH, kW, stride, pad, groups);
+    if (H > CONV_MAX_DIM || W > CONV_MAX_DIM || kH > CONV_MAX_DIM || kW > CONV_MAX_DIM ||
+        stride > CONV_MAX_DIM || pad > CONV_MAX_DIM ||
+        (int64_t)(H + 2 * pad) * (W + 2 * pad) > (1 << 30))
+        return mc_err(e, "conv2d: spatial sizes above %d (H %d W %d kernel %dx%d stride %d "
+                      "pad %d)", CONV_MAX_DIM, H, W, kH, kW, stride, pad);
+
+    // Channels split evenly into groups.
+    if (Cin % groups || Cout % groups)
+        return mc_err(e, "conv2d: Cin %d and Cout %d must both be multiples of groups %d",
+                      Cin, Cout, groups);
+
+    // The kernel must fit in the padded input at least once.
+    if (H + 2 * pad < kH || W + 2 * pad < kW)
+        return mc_err(e, "conv2d: kernel %dx%d larger than the padded input %dx%d",
+                      kH, kW, H + 2 * pad, W + 2 * pad);
+
+    memset(s, 0, sizeof *s);
+    s->N = N, s->Cin = Cin, s->H = H, s->W = W;
+    s->Cout = Cout, s->kH = kH, s->kW = kW;
+    s->stride = stride, s->pad = pad, s->groups = groups;
+    s->Ho = (H + 2 * pad - kH) / stride + 1;
+    s->Wo = (W + 2 * pad - kW) / stride + 1;
+
+    // Path: depthwise (any multiplier) > plain 1x1 GEMM > im2col.
+    if (groups == Cin && Cin > 1)
+        s->path = CONV_PATH_DEPTHWISE;
+    else if (kH == 1 && kW == 1 && stride == 1 && pad == 0)
+        s->path = CONV_PATH_GEMM;
+    else
+        s->path = CONV_PATH_IM2COL;
+    return 0;
+}
+
+double conv2d_macs(const ConvShape *s) {
+    return (double)s->N * s->Cout * s->Ho * s->Wo * (s->Cin / s->groups) * s->kH * s->kW;
+}
+
+// Output indices v < n_out whose input position v*s + shift lies in
+// [0, n_in): the half-open range [*lo, *hi) (empty when lo == hi).
+static void valid_range(int n_out, int s, int shift, int n_in, int *lo, int *hi) {
+    int l = shift >= 0 ? 0 : (-shift + s - 1) / s;
+    int h = n_in - shift > 0 ? (n_in - shift + s - 1) / s : 0;
+    if (h > n_out) h = n_out;
+    if (l > h) l = h;
+    *lo = l, *hi = h;
+}
+
+// ---- depthwise kernels: selection by ISA ----
+
+extern const ConvDwKernels conv_dw_kernels_scalar;
+#ifdef MC_HAVE_ISA_avx2
+extern const ConvDwKernels conv_dw_kernels_avx2;
+#endif
+#ifdef MC_HAVE_ISA_avx512
+extern const ConvDwKernels conv_dw_kernels_avx512;
+#endif
+#ifdef MC_HAVE_ISA_neon
+extern const ConvDwKernels conv_dw_kernels_neon;
+#endif
+
+// Built variants, least to most preferred.
+static const ConvDwKernels *const conv_dw_built[] = {
+    &conv_dw_kernels_scalar,
+#ifdef MC_HAVE_ISA_avx2
+    &conv_dw_kernels_avx2,
+#endif
+#ifdef MC_HAVE_ISA_avx512
+    &conv_dw_kernels_avx512,
+#endif
+#ifdef MC_HAVE_ISA_neon
+    &conv_dw_kernels_neon,
+#endif
+};
+#define CONV_DW_NBUILT (int)(sizeof conv_dw_built / sizeof conv_dw_built[0])
+
+static const ConvDwKernels *g_dw;
+
+// 1 if this CPU can run code built for isa.
+static int conv_isa_runs(const char *isa) {
+    if (!strcmp(isa, "scalar")) return 1;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(isa, "avx2")) return avx2;
+    if (!strcmp(isa, "avx512"))
+        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#endif
+#if defined(__aarch64__)
+    if (!strcmp(isa, "neon")) return 1;
+#endif
+    return 0;
+}
+
+int conv_dw_use_isa(const char *isa) {
+    for (int i = 0; i < CONV_DW_NBUILT; i++)
+        if (!strcmp(conv_dw_built[i]->isa, isa) && conv_isa_runs(isa)) {
+            g_dw = conv_dw_built[i];
+            return 0;
+        }
+    return -1;
+}
+
+static const ConvDwKernels *conv_dw(void) {
+    if (!g_dw) {
+        g_dw = conv_dw_built[0];
+        for (int i = CONV_DW_NBUILT - 1; i > 0; i--)
+            if (conv_isa_runs(conv_dw_built[i]->isa)) {
+                g_dw = conv_dw_built[i];
+                break;
+            }
+    }
+    return g_dw;
+}
+
+const char *conv_dw_isa(void) { return conv_dw()->isa; }
+
+// ---- depthwise path ----
+
+// Geometry of the split planes (conv.h) and the per-thread scratch.
+typedef struct DwPlan {
+    int s, Hq, Wq;     // stride, phase-plane rows and row length
+    int L;             // flat outputs per plane, multiple of CONV_DW_BLOCK
+    int plane;         // floats per phase plane, with slack for the last block
+    int ntap, m;       // kH*kW taps, channel multiplier Cout/Cin
+    size_t split;      // s*s*plane floats: one split plane
+    size_t per_thread; // floats of scratch per thread
+    size_t head;       // floats reserved for the tap offsets
+} DwPlan;
+
+static void dw_plan(DwPlan *d, const ConvShape *s, int passes) {
+    d->s = s->stride;
+    d->Hq = s->Ho + (s->kH - 1) / s->stride;
+    d->Wq = s->Wo + (s->kW - 1) / s->stride;
+    d->L = (s->Ho * d->Wq + CONV_DW_BLOCK - 1) / CONV_DW_BLOCK * CONV_DW_BLOCK;
+    // A tap reads at most (a/s)*Wq + b/s + L - 1 < Hq*Wq + Wq + BLOCK.
+    d->plane = (int)round16((size_t)d->Hq * d->Wq + d->Wq + CONV_DW_BLOCK);
+    d->ntap = s->kH * s->kW;
+    d->m = s->Cout / s->Cin;
+    d->split = (size_t)d->s * d->s * d->plane;
+    d->head = round16((size_t)d->ntap);
+    // Split plane + flat output/gradient plane (+ lane sums for d w).
+    d->per_thread = d->split + (size_t)d->L;
+    if (passes & CONV_PASS_BWD_W)
+        d->per_thread += (size_t)d->m * d->ntap * CONV_DW_BLOCK;
+    d->per_thread = round16(d->per_thread);
+}
+
+// Tap offsets off[a*kW + b] = phase(a%s, b%s)*plane + (a/s)*Wq + b/s.
+static void dw_offsets(int *off, const DwPlan *d, const ConvShape *s) {
+    for (int a = 0; a < s->kH; a++)
+        for (int b = 0; b < s->kW; b++) {
+            int phase = (a % d->s) * d->s + b % d->s;
+            off[a * s->kW + b] = phase * d->plane + (a / d->s) * d->Wq + b / d->s;
+        }
+}
+
+// xs = the split planes of one input plane x_c [H, W] (see conv.h).
+static void dw_split(float *xs, const float *x_c, const DwPlan *d, const ConvShape *s) {
+    int st = d->s;
+    for (int r = 0; r < st; r++)
+        for (int q = 0; q < st; q++) {
+            float *dst = xs + (size_t)(r * st + q) * d->plane;
+            int lo, hi;
+            valid_range(d->Wq, st, q - s->pad, s->W, &lo, &hi);
+            for (int u = 0; u < d->Hq; u++) {
+                float *row = dst + (size_t)u * d->Wq;
+                int ih = u * st + r - s->pad;
+                if (ih < 0 || ih >= s->H) {
+                    memset(row, 0, (size_t)d->Wq * sizeof(float));
+                    continue;
+                }
+                // Zeros left of the image, the strided pixels, zeros right.
+                const float *xrow = x_c + (size_t)ih * s->W + (q - s->pad);
+                for (int v = 0; v < lo; v++) row[v] = 0.0f;
+                for (int v = lo; v < hi; v++) row[v] = xrow[(size_t)v * st];
+                for (int v = hi; v < d->Wq; v++) row[v] = 0.0f;
+            }
+            // Slack after the plane, read only by junk outputs.
+            size_t used = (size_t)d->Hq * d->Wq;
+            memset(dst + used, 0, (d->plane - used) * sizeof(float));
+        }
+}
+
+// dyf [L] = dy_o [Ho, Wo] laid out with row length Wq, zeros elsewhere.
+static void dw_flatten(float *dyf, const float *dy_o, const DwPlan *d, const ConvShape *s) {
+    for (int i = 0; i < s->Ho; i++) {
+        float *row = dyf + (size_t)i * d->Wq;
+        memcpy(row, dy_o + (size_t)i * s->Wo, (size_t)s->Wo * sizeof(float));
+        for (int j = s->Wo; j < d->Wq; j++) row[j] = 0.0f;
+    }
+    for (int i = s->Ho * d->Wq; i < d->L; i++) dyf[i] = 0.0f;
+}
+
+static void dw_forward(float *y, const float *x, const float *w, const float *bias,
+                       const ConvShape *s, float *work) {
+    DwPlan d;
+    dw_plan(&d, s, CONV_PASS_FWD);
+    int *off = (int *)work;
+    dw_offsets(off, &d, s);
+    ConvDwGeom g = {.L = d.L, .ntap = d.ntap, .off = off};
+    const ConvDwKernels *k = conv_dw();
+    int64_t NC = (int64_t)s->N * s->Cin;
+    size_t HW = (size_t)s->H * s->W, P = (size_t)s->Ho * s->Wo;
+
+    // One (image, input channel) per iteration: split it once, then run
+    // its m output channels o = c*m + k.
+    #pragma omp parallel for schedule(static) num_threads(mc_threads())
+    for (int64_t nc = 0; nc < NC; nc++) {
+        float *xs = work + d.head + (size_t)CONV_THREAD_ID() * d.per_thread;
+        float *yf = xs + d.split;
+        int64_t n = nc / s->Cin, c = nc % s->Cin;
+        dw_split(xs, x + (size_t)nc * HW, &d, s);
+        for (int mi = 0; mi < d.m; mi++) {
+            int64_t o = c * d.m + mi;
+            k->fwd(yf, xs, w + o * d.ntap, bias ? bias[o] : 0.0f, &g);
+            // Keep the first Wo of every Wq-long row.
+            float *y_no = y + ((size_t)n * s->Cout + (size_t)o) * P;
+            for (int i = 0; i < s->Ho; i++)
+                memcpy(y_no + (size_t)i * s->Wo, yf + (size_t)i * d.Wq,
+                       (size_t)s->Wo * sizeof(float));
+        }
+    }
+}
+
+// dx_c [H, W] += the split-plane gradient dxs (inverse of dw_split; padded
+// positions and pixels no output reads are dropped).
+static void dw_unsplit_add(float *dx_c, const float *dxs, const DwPlan *d,
+                           const ConvShape *s) {
+    int st = d->s;
+    for (int ih = 0; ih < s->H; ih++) {
+        int ph = ih + s->pad, u = ph / st, r = ph % st;
+        if (u >= d->Hq) continue;
+        float *dxrow = dx_c + (size_t)ih * s->W;
+        for (int q = 0; q < st; q++) {
+            const float *src = dxs + (size_t)(r * st + q) * d->plane + (size_t)u * d->Wq;
+            // Input columns iw = v*s + q - pad for v in [lo, hi).
+            int lo, hi;
+            valid_range(d->Wq, st, q - s->pad, s->W, &lo, &hi);
+            float *dst = dxrow + (q - s->pad);
+            for (int v = lo; v < hi; v++) dst[(size_t)v * st] += src[v];
+        }
+    }
+}
+
+static void dw_backward_x(float *dx, const float *dy, const float *w, const ConvShape *s,
+                          float *work) {
+    DwPlan d;
+    dw_plan(&d, s, CONV_PASS_BWD_X);
+    int *off = (int *)work;
+    dw_offsets(off, &d, s);
+    ConvDwGeom g = {.L = d.L, .ntap = d.ntap, .off = off};
+    const ConvDwKernels *k = conv_dw();
+    int64_t NC = (int64_t)s->N * s->Cin;
+    size_t HW = (size_t)s->H * s->W, P = (size_t)s->Ho * s->Wo;
+
+    // Each (image, input channel) gathers its m output channels in order.
+    #pragma omp parallel for schedule(static) num_threads(mc_threads())
+    for (int64_t nc = 0; nc < NC; nc++) {
+        float *dxs = work + d.head + (size_t)CONV_THREAD_ID() * d.per_thread;
+        float *dyf = dxs + d.split;
+        int64_t n = nc / s->Cin, c = nc % s->Cin;
+        memset(dxs, 0, d.split * sizeof(float));
+        for (int mi = 0; mi < d.m; mi++) {
+            int64_t o = c * d.m + mi;
+            dw_flatten(dyf, dy + ((size_t)n * s->Cout + (size_t)o) * P, &d, s);
+            k->bwd_x(dxs, dyf, w + o * d.ntap, &g);
+        }
+        dw_unsplit_add(dx + (size_t)nc * HW, dxs, &d, s);
+    }
+}
+
+static void dw_backward_w(float *dw, const float *dy, const float *x, const ConvShape *s,
+                          float *work) {
+    DwPlan d;
+    dw_plan(&d, s, CONV_PASS_BWD_W);
+    int *off = (int *)work;
+    dw_offsets(off, &d, s);
+    ConvDwGeom g = {.L = d.L, .ntap = d.ntap, .off = off};
+    const ConvDwKernels *k = conv_dw();
+    size_t HW = (size_t)s->H * s->W, P = (size_t)s->Ho * s->Wo;
+    size_t lanes = (size_t)d.ntap * CONV_DW_BLOCK;
+
+    // One input channel per iteration, images in order, so every weight
+    // gradient is summed in the same order for any thread count.
+    #pragma omp parallel for schedule(static) num_threads(mc_threads())
+    for (int c = 0; c < s->Cin; c++) {
+        float *xs = work + d.head + (size_t)CONV_THREAD_ID() * d.per_thread;
+        float *dyf = xs + d.split;
+        float *acc = dyf + d.L;
+        memset(acc, 0, (size_t)d.m * lanes * sizeof(float));
+        for (int n = 0; n < s->N; n++) {
+            dw_split(xs, x + ((size_t)n * s->Cin + (size_t)c) * HW, &d, s);
+            for (int mi = 0; mi < d.m; mi++) {
+                size_t o = (size_t)c * d.m + (size_t)mi;
+                dw_flatten(dyf, dy + ((size_t)n * s->Cout + o) * P, &d, s);
+                k->bwd_w(acc + (size_t)mi * lanes, dyf, xs, &g);
+            }
+        }
+        // Reduce the lanes of each tap, in lane order.
+        for (int mi = 0; mi < d.m; mi++)
+            for (int t = 0; t < d.ntap; t++) {
+                const float *a = acc + (size_t)mi * lanes + (size_t)t * CONV_DW_BLOCK;
+                float sum = 0.0f;
+                for (int j = 0; j < CONV_DW_BLOCK; j++) sum += a[j];
+                dw[((size_t)c * d.m + (size_t)mi) * d.ntap + (size_t)t] += sum;
+            }
+    }
+}
+
+// ---- GEMM and im2col paths ----
+
+// col [K, P] with row (c, a, b) = x_g[c, i*s - p + a, j*s - p + b] (0 outside).
+static void im2col(float *col, const float *x_g, const ConvShape *s) {
+    int Cg = s->Cin / s->groups, kk = s->kH * s->kW, R = Cg * kk;
+    size_t P = (size_t)s->Ho * s->Wo, HW = (size_t)s->H * s->W;
+    #pragma omp parallel for schedule(static) num_threads(mc_threads())
+    for (int r = 0; r < R; r++) {
+        int c = r / kk, a = (r / s->kW) % s->kH, b = r % s->kW;
+        int lo, hi;
+        valid_range(s->Wo, s->stride, b - s->pad, s->W, &lo, &hi);
+        const float *x_c = x_g + (size_t)c * HW;
+        float *dst = col + (size_t)r * P;
+        for (int i = 0; i < s->Ho; i++, dst += s->Wo) {
+            int ih = i * s->stride - s->pad + a;
+            if (ih < 0 || ih >= s->H) {
+                memset(dst, 0, (size_t)s->Wo * sizeof(float));
+                continue;
+            }
+            const float *xrow = x_c + (size_t)ih * s->W + (b - s->pad);
+            for (int j = 0; j < lo; j++) dst[j] = 0.0f;
+            for (int j = lo; j < hi; j++) dst[j] = xrow[(size_t)j * s->stride];
+            for (int j = hi; j < s->Wo; j++) dst[j] = 0.0f;
+        }
+    }
+}
+
+// dx_g [Cg, H, W] += col2im(col): the transpose of im2col.  One thread per
+// input channel, its kH*kW rows added in order.
+static void col2im_add(float *dx_g, const float *col, const ConvShape *s) {
+    int Cg = s->Cin / s->groups, kk = s->kH * s->kW;
+    size_t P = (size_t)s->Ho * s->Wo, HW = (size_t)s->H * s->W;
+    #pragma omp parallel for schedule(static) num_threads(mc_threads())
+    for (int c = 0; c < Cg; c++) {
+        float *dx_c = dx_g + (size_t)c * HW;
+        for (int a = 0; a < s->kH; a++)
+            for (int b = 0; b < s->kW; b++) {
+                const float *src = col + (size_t)(c * kk + a * s->kW + b) * P;
+                int lo, hi;
+                valid_range(s->Wo, s->stride, b - s->pad, s->W, &lo, &hi);
+                for (int i = 0; i < s->Ho; i++, src += s->Wo) {
+                    int ih = i * s->stride - s->pad + a;
+                    if (ih < 0 || ih >= s->H) continue;
+                    float *dxrow = dx_c + (size_t)ih * s->W + (b - s->pad);
+                    for (int j = lo; j < hi; j++) dxrow[(size_t)j * s->stride] += src[j];
+                }
+            }
+    }
+}
+
+static void gemm_forward(float *y, const float *x, const float *w, const float *bias,
+                         const ConvShape *s, float *work) {
+    int G = s->groups, Cg = s->Cin / G, Og = s->Cout / G;
+    int K = Cg * s->kH * s->kW, P = s->Ho * s->Wo;
+    size_t HW = (size_t)s->H * s->W;
+    for (int n = 0; n < s->N; n++)
+        for (int gi = 0; gi < G; gi++) {
+            const float *x_ng = x + ((size_t)n * s->Cin + (size_t)gi * Cg) * HW;
+            float *y_ng = y + ((size_t)n * s->Cout + (size_t)gi * Og) * P;
+
+            // The GEMM's right operand: x itself for a plain 1x1, else im2col.
+            const float *rhs = x_ng;
+            if (s->path != CONV_PATH_GEMM) {
+                im2col(work, x_ng, s);
+                rhs = work;
+            }
+
+            // y_ng [Og, P] = bias (broadcast over P) + W_g [Og, K] @ rhs [K, P]
+            if (bias)
+                for (int o = 0; o < Og; o++)
+                    for (int p = 0; p < P; p++) y_ng[(size_t)o * P + p] = bias[gi * Og + o];
+            mc_sgemm(0, 0, Og, P, K, 1.0f, w + (size_t)gi * Og * K, K, rhs, P,
+                     bias ? 1.0f : 0.0f, y_ng, P);
+        }
+}
+
+static void gemm_backward_x(float *dx, const float *dy, const float *w, const ConvShape *s,
+                            float *work) {
+    int G = s->groups, Cg = s->Cin / G, Og = s->Cout / G;
+    int K = Cg * s->kH * s->kW, P = s->Ho * s->Wo;
+    size_t HW = (size_t)s->H * s->W;
+    for (int n = 0; n < s->N; n++)
+        for (int gi = 0; gi < G; gi++) {
+            float *dx_ng = dx + ((size_t)n * s->Cin + (size_t)gi * Cg) * HW;
+            const float *dy_ng = dy + ((size_t)n * s->Cout + (size_t)gi * Og) * P;
+            const float *w_g = w + (size_t)gi * Og * K;
+            if (s->path == CONV_PATH_GEMM) {
+                // dx_ng [Cg, HW] += W_g^T [Cg, Og] @ dy_ng [Og, HW]
+                mc_sgemm(1, 0, Cg, P, Og, 1.0f, w_g, K, dy_ng, P, 1.0f, dx_ng, P);
+            } else {
+                // col [K, P] = W_g^T @ dy_ng, then scattered back onto dx.
+                mc_sgemm(1, 0, K, P, Og, 1.0f, w_g, K, dy_ng, P, 0.0f, work, P);
+                col2im_add(dx_ng, work, s);
+            }
+        }
+}
+
+static void gemm_backward_w(float *dw, const float *dy, const float *x, const ConvShape *s,
+                            float *work) {
+    int G = s->groups, Cg = s->Cin / G, Og = s->Cout / G;
+    int K = Cg * s->kH * s->kW, P = s->Ho * s->Wo;
+    size_t HW = (size_t)s->H * s->W;
+    // Images in order: dW_g [Og, K] += dy_ng [Og, P] @ rhs^T [P, K].
+    for (int n = 0; n < s->N; n++)
+        for (int gi = 0; gi < G; gi++) {
+            const float *x_ng = x + ((size_t)n * s->Cin + (size_t)gi * Cg) * HW;
+            const float *dy_ng = dy + ((size_t)n * s->Cout + (size_t)gi * Og) * P;
+            const float *rhs = x_ng;
+            if (s->path != CONV_PATH_GEMM) {
+                im2col(work, x_ng, s);
+                rhs = work;
+            }
+            mc_sgemm(0, 1, Og, K, P, 1.0f, dy_ng, P, rhs, P, 1.0f,
+                     dw + (size_t)gi * Og * K, K);
+        }
+}
+
+// ---- public entry points ----
+
+size_t conv2d_work_floats(const ConvShape *s, int passes) {
+    if (s->path == CONV_PATH_GEMM) return 0;
+    if (s->path == CONV_PATH_IM2COL)
+        return (size_t)(s->Cin / s->groups) * s->kH * s->kW * s->Ho * s->Wo;
+    DwPlan d;
+    dw_plan(&d, s, passes);
+    return d.head + (size_t)mc_threads() * d.per_thread;
+}
+
+static void conv_check_work(const ConvShape *s, const float *work) {
+    MC_CHECK(work || conv2d_work_floats(s, CONV_PASS_ALL) == 0,
+             "conv2d: path %s needs a work buffer of conv2d_work_floats() floats, got NULL",
+             conv_path_name(s->path));
+}
+
+void conv2d_forward(float *y, const float *x, const float *w, const float *bias,
+                    const ConvShape *s, float *work) {
+    conv_check_work(s, work);
+    if (s->path == CONV_PATH_DEPTHWISE) dw_forward(y, x, w, bias, s, work);
+    else gemm_forward(y, x, w, bias, s, work);
+}
+
+void conv2d_backward_x(float *dx, const float *dy, const float *w, const ConvShape *s,
+                       float *work) {
+    conv_check_work(s, work);
+    if (s->path == CONV_PATH_DEPTHWISE) dw_backward_x(dx, dy, w, s, work);
+    else gemm_backward_x(dx, dy, w, s, work);
+}
+
+void conv2d_backward_w(float *dw, const float *dy, const float *x, const ConvShape *s,
+                       float *work) {
+    conv_check_work(s, work);
+    if (s->path == CONV_PATH_DEPTHWISE) dw_backward_w(dw, dy, x, s, work);
+    else gemm_backward_w(dw, dy, x, s, work);
+}
+
+void conv2d_backward_bias(float *db, const float *dy, const ConvShape *s) {
+    size_t P = (size_t)s->Ho * s->Wo;
+    #pragma omp parallel for schedule(static) num_threads(mc_threads())
+    for (int o = 0; o < s->Cout; o++) {
+        double sum = 0.0;
+        for (int n = 0; n < s->N; n++) {
+            const float *dy_no = dy + ((size_t)n * s->Cout + (size_t)o) * P;
+            for (size_t p = 0; p < P; p++) sum += dy_no[p];
+        }
+        db[o] += (float)sum;
+    }
+}
+
+// ---- global average pooling ----
+
+void avgpool_forward(float *y, const float *x, int64_t NC, int64_t HW) {
+    #pragma omp parallel for schedule(static) num_threads(mc_threads())
+    for (int64_t nc = 0; nc < NC; nc++) {
+        const float *x_nc = x + nc * HW;
+        double sum = 0.0;
+        for (int64_t p = 0; p < HW; p++) sum += x_nc[p];
+        y[nc] = (float)(sum / (double)HW);
+    }
+}
+
+void avgpool_backward(float *dx, const float *dy, int64_t NC, int64_t HW) {
+    #pragma omp parallel for schedule(static) num_threads(mc_threads())
+    for (int64_t nc = 0; nc < NC; nc++) {
+        float g = dy[nc] / (float)HW;
+        float *dx_nc = dx + nc * HW;
+        for (int64_t p = 0; p < HW; p++) dx_nc[p] += g;
+    }
+}
