@@ -70,6 +70,19 @@ int st_to_f32(const StFile *f, const StTensor *t, float *dst, int64_t n, McErr *
 // Read an integer tensor (I64/I32/...) as int64.
 int st_to_i64(const StFile *f, const StTensor *t, int64_t *dst, int64_t n, McErr *err);
 
+// Bytes per element of a dtype (BOOL, U8, I8: 1).
+int st_dtype_size(StDtype d);
+// 1 for F32/F16/BF16/F64.
+int st_dtype_is_float(StDtype d);
+// Convert n little-endian elements of dtype d at src (any alignment) to
+// f32; integers are rounded to the nearest float, BOOL gives 0 or 1.
+void st_raw_to_f32(StDtype d, const void *src, float *dst, int64_t n);
+// Same to int64 for integer and BOOL dtypes (MC_CHECK on float dtypes).
+void st_raw_to_i64(StDtype d, const void *src, int64_t *dst, int64_t n);
+
+// Largest header accepted by st_open (bytes of JSON).
+#define ST_MAX_HEADER ((uint64_t)100 << 20)
+
 // Writer: tensors are kept in insertion order; save writes a temp file,
 // fsyncs it, renames it over path and fsyncs the folder.
 typedef struct StWriter StWriter;
