@@ -129,6 +129,10 @@ static void bind_logit_scale(McModel *m, WeightSet *ws) {
 }
 
 McModel *mc_model_load(const char *path, const char *name, McErr *err) {
+    return mc_model_load_fuse(path, name, 1, err);
+}
+
+McModel *mc_model_load_fuse(const char *path, const char *name, int fuse, McErr *err) {
     WeightSet *ws = ws_open(path, err);
     if (!ws) return NULL;
     McModel *m = mc_calloc(1, sizeof *m);
@@ -158,9 +162,14 @@ McModel *mc_model_load(const char *path, const char *name, McErr *err) {
     if (text_tower_bind(&m->text, ws, "text.", &m->cfg.text, err)) goto fail;
     bind_logit_scale(m, ws);
 
-    // IMAGE TOWER: bind `visual.*` here once the image tower exists; until
-    // then its keys are accepted and left unused.
-    ws_ignore_prefix(ws, "visual.");
+    // Image tower (visual.trunk.*) of a known variant; a custom text-only
+    // model leaves any visual.* keys unused.
+    if (m->has_image_cfg) {
+        m->image = image_tower_load(ws, &m->cfg.image, fuse, err);
+        if (!m->image) goto fail;
+    } else {
+        ws_ignore_prefix(ws, "visual.");
+    }
 
     // One report of every missing, mis-shaped or unexpected key.
     if (ws_finish(ws, err)) goto fail;
@@ -176,6 +185,7 @@ fail:
 void mc_model_free(McModel *m) {
     if (!m) return;
     text_tower_free(&m->text);
+    image_tower_free(m->image);
     tensor_free(m->logit_scale);
     mc_free(m);
 }

@@ -35,6 +35,7 @@
 #define MCLIP_MODEL_H
 
 #include "config.h"
+#include "image_tower.h"
 #include "text.h"
 
 typedef struct McModel {
@@ -44,11 +45,16 @@ typedef struct McModel {
     int    has_image_cfg;   // 1 when cfg.image is a known variant's
     TextTower text;
     Tensor *logit_scale;    // [] (a [1] tensor is accepted too): ln of the logit scale
-    // IMAGE TOWER: the image tower's fields go here (bound in mc_model_load).
+    ImageTower *image;      // visual.trunk.*, or NULL for a text-only custom model
 } McModel;
 
 // Load path; name may be NULL (detect).  NULL with err set on any problem.
+// The image tower of a known variant is bound too (custom text-only models
+// ignore visual.* keys); a FastViT tower is fused at load time.
 McModel *mc_model_load(const char *path, const char *name, McErr *err);
+// Same, choosing the image tower's form: fuse = 0 keeps the checkpoint's
+// training form (every branch, BN and layer scale; `--no-fuse`).
+McModel *mc_model_load_fuse(const char *path, const char *name, int fuse, McErr *err);
 void     mc_model_free(McModel *m);
 
 // Detect the configuration of an opened checkpoint (see above).  Fills
