@@ -50,5 +50,8 @@ void ws_ignore_prefix(WeightSet *ws, const char *prefix);
 // 0 if everything was found with the right shape and nothing unexpected is
 // left; else -1 with one message listing all problems.
 int ws_finish(WeightSet *ws, McErr *err);
+// The complete problem list of the last failing ws_finish (err holds a
+// shortened one when the lists are long); "" when there was none.
+const char *ws_report(const WeightSet *ws);
 
 #endif

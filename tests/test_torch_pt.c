@@ -3,6 +3,7 @@
 // DEFLATE entries, a nested checkpoint, and a CoOp prompt file laid out like
 // the paper's.  Fixtures come from tests/reference/gen_pt_files.py (torch);
 // expected values from expected.safetensors written there with numpy.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "../mobileclip/safetensors.h"
 #include "../mobileclip/torch_pt.h"
+#include "../mobileclip/weights.h"
 #include "util/check.h"
 
 #define FIX "tests/fixtures/pt/"
@@ -205,6 +207,60 @@ static void test_crc(void) {
     unlink(path);
 }
 
+// Binding by name: values, and one report listing every problem.
+static void test_weights(const StFile *exp) {
+    McErr err;
+    WeightSet *ws = ws_open(FIX "nested.pt", &err);
+    CHECK(ws != NULL, "%s", err.msg);
+    if (!ws) return;
+    int64_t shape[8];
+    CHECK(ws_has(ws, "fc.bias") && ws_shape(ws, "logit_scale", shape) == 0 &&
+          ws_shape(ws, "fc.weight", shape) == 2 && shape[0] == 4 && shape[1] == 3,
+          "ws_shape of the nested checkpoint");
+    Tensor *w = ws_take(ws, "fc.weight", MC_DIMS(4, 3));
+    Tensor *b = ws_take(ws, "fc.bias", MC_DIMS(4));
+    Tensor *ls = ws_take(ws, "logit_scale", 0, NULL);
+    float want[12];
+    CHECK(st_to_f32(exp, st_find(exp, "fc.weight"), want, 12, &err) == 0, "%s", err.msg);
+    test_close("ws_take fc.weight", w->data, want, 12, 0, 0);
+    CHECK(ls->ndim == 0 && ls->n == 1 && fabsf(ls->data[0] - 4.6051702f) < 1e-6f,
+          "logit_scale %g", ls->data[0]);
+    CHECK(ws_take_opt(ws, "absent", MC_DIMS(3)) == NULL, "optional key invented");
+    CHECK(ws_finish(ws, &err) == 0, "complete binding refused: %s", err.msg);
+    tensor_free(w), tensor_free(b), tensor_free(ls);
+    ws_close(ws);
+
+    // Missing, mis-shaped and unexpected keys all appear in one message.
+    ws = ws_open(FIX "state_dict.pt", &err);
+    CHECK(ws != NULL, "%s", err.msg);
+    if (!ws) return;
+    Tensor *t[4];
+    t[0] = ws_take(ws, "fc.weight", MC_DIMS(3, 4));
+    t[1] = ws_take(ws, "nope.weight", MC_DIMS(2));
+    t[2] = ws_take(ws, "fc.bias", MC_DIMS(4));
+    t[3] = ws_take(ws, "logit_scale", MC_DIMS(1));
+    CHECK(t[1]->n == 2 && t[1]->data[0] == 0.0f, "missing key must give zeros");
+    ws_ignore_suffix(ws, ".num_batches_tracked");
+    ws_ignore_prefix(ws, "bn.");
+    CHECK(ws_finish(ws, &err) == -1, "problems not reported");
+    const char *want_parts[] = {
+        "state_dict.pt: checkpoint does not match the model: 1 missing, 2 mis-shaped, "
+        "13 unexpected", "missing (1): nope.weight",
+        "fc.weight expected [3, 4] found [4, 3]", "logit_scale expected [1] found []",
+        "unexpected (13): half, bf16"};
+    for (int i = 0; i < 5; i++)
+        CHECK(strstr(err.msg, want_parts[i]), "report lacks '%s':\n%s", want_parts[i], err.msg);
+    CHECK(!strstr(err.msg, "bn.running_mean") && strstr(ws_report(ws), "empty"),
+          "ignored keys listed or full report short:\n%s", ws_report(ws));
+    printf("report:\n%s\n", err.msg);
+    for (int i = 0; i < 4; i++) tensor_free(t[i]);
+    ws_close(ws);
+
+    // A non-checkpoint is refused with a reason.
+    CHECK(ws_open("tests/test_torch_pt.c", &err) == NULL && strstr(err.msg, "test_torch_pt.c"),
+          "a C file opened as weights: %s", err.msg);
+}
+
 int main(void) {
     McErr err;
     StFile *exp = st_open(FIX "expected.safetensors", &err);
@@ -216,6 +272,7 @@ int main(void) {
     test_nested();
     test_prompt(exp);
     test_crc();
+    test_weights(exp);
     st_close(exp);
     return test_finish("test_torch_pt");
 }
