@@ -1,0 +1,125 @@
+// image.h - decode JPEG, PNG, GIF and BMP files into 8-bit RGB exactly as
+// PIL's `Image.open(path).convert("RGB")` yields them (Pillow 9.4).
+//
+// Dims: an image is H rows of W pixels, stored [H, W, 3] row-major with the
+// channels interleaved (R, G, B), one byte each.
+//
+// The format is recognised by its first bytes, never by the file name.  The
+// header is read here (dimensions, bit depth, colour type, JPEG coding
+// process, chunk and marker structure) so that limits are enforced and
+// damaged files are rejected with a clear reason before any pixel buffer is
+// allocated; the pixels are then decoded by stb_image 2.27 (Debian
+// libstb-dev, compiled in stb_image_impl.c).
+//
+// Conversion to RGB, as PIL's convert("RGB") does it:
+//   - grayscale (1, 2, 4, 8 bit): the value scaled to 0..255 and replicated;
+//   - gray + alpha, RGBA, and tRNS transparency: the alpha is dropped (PIL
+//     does not composite onto a background);
+//   - palette PNG/GIF/BMP: looked up; indices past the end of a short PNG
+//     palette give (i, i, i) like PIL's gray-ramp padding;
+//   - 16-bit RGB, RGBA and gray+alpha PNG: the high byte of each sample;
+//   - 16-bit grayscale PNG: PIL opens it as mode "I" and convert("RGB")
+//     CLIPS the 16-bit value to 0..255 (so most pixels become 255); that is
+//     reproduced on purpose, since it is what the reference pipeline feeds
+//     the model;
+//   - Adobe CMYK / YCCK JPEG: R = K' * C' / 255 with the stored (inverted)
+//     values, which equals PIL's cmyk2rgb after its "CMYK;I" unpacking;
+//   - EXIF orientation is ignored (PIL's open does not apply it).
+//
+// Limitations (checked, reported as errors, never guessed around):
+//   - JPEG: baseline and progressive Huffman, 8-bit, 1, 3 or 4 (Adobe)
+//     components.  Arithmetic-coded, lossless, hierarchical and 12-bit JPEGs
+//     are rejected (PIL's libjpeg-turbo reads arithmetic coding; we do not).
+//     A JPEG must end with its end-of-image marker, as PIL requires.
+//   - JPEG pixels differ slightly from PIL's libjpeg-turbo (a different
+//     IDCT, chroma upsampling and colour conversion rounding); the size of
+//     the difference is measured by tests/test_preprocess.c.  PNG, GIF and
+//     BMP pixels are exact.
+//   - GIF: the first frame only.  Pixels that are transparent or outside the
+//     first frame take the palette colour PIL gives them (the transparent
+//     index, or index 0 when there is none).
+//   - BMP: uncompressed and bit-field BMPs (no RLE).
+//   - Limits (DsImageLimits): file size, width and height, pixel count.
+//
+// Usage sketch (compiled by tests/test_image_errors.c):
+//
+//     DsImage im;
+//     McErr err;
+//     if (ds_image_load("cat.jpg", NULL, &im, &err)) {
+//         fprintf(stderr, "%s\n", err.msg);   // "cat.jpg: truncated JPEG ..."
+//     } else {
+//         printf("%d x %d\n", im.w, im.h);     // im.rgb is [H, W, 3]
+//         ds_image_free(&im);
+//     }
+#ifndef MCLIP_DS_IMAGE_H
+#define MCLIP_DS_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../tensor/tensor.h"
+
+typedef enum {
+    DS_IMAGE_UNKNOWN = 0,
+    DS_IMAGE_JPEG,
+    DS_IMAGE_PNG,
+    DS_IMAGE_GIF,
+    DS_IMAGE_BMP
+} DsImageFormat;
+
+// Defaults of DsImageLimits.
+#define DS_IMAGE_MAX_PIXELS     (64ll * 1024 * 1024)   // 64 Mpixel
+#define DS_IMAGE_MAX_SIDE       16384                  // pixels, width or height
+#define DS_IMAGE_MAX_FILE_BYTES (256ll * 1024 * 1024)  // 256 MiB
+// Largest side any setting can allow (stb_image is built with this limit).
+#define DS_IMAGE_HARD_MAX_SIDE  (1 << 17)
+
+typedef struct DsImageLimits {
+    int64_t max_pixels;      // W * H above this is refused
+    int     max_side;        // W or H above this is refused (<= DS_IMAGE_HARD_MAX_SIDE)
+    int64_t max_file_bytes;  // larger files are refused before reading (< 2 GiB)
+} DsImageLimits;
+
+// What the header says about the stored image.
+typedef struct DsImageInfo {
+    DsImageFormat format;
+    int w, h;                // width W, height H in pixels
+    int channels;            // stored channels: 1 gray, 2 gray+alpha, 3, 4 (RGBA or CMYK)
+    int bits;                // bits per sample (PNG 1..16, others 8)
+    int palette;             // 1: palette (indexed) image
+    int progressive;         // JPEG: 1 when progressive, PNG: 1 when interlaced
+    char mode[8];            // the mode PIL opens it in: "RGB", "L", "LA", "RGBA",
+                             // "P", "I", "CMYK", "1"
+} DsImageInfo;
+
+typedef struct DsImage {
+    int w, h;                // width W, height H
+    uint8_t *rgb;            // [H, W, 3] interleaved RGB; owned, free with ds_image_free
+    DsImageInfo info;        // what the file held before conversion
+} DsImage;
+
+// Fill lim with the defaults above.
+void ds_image_limits_default(DsImageLimits *lim);
+
+// Decode the file at path into out.  lim may be NULL (defaults).  Returns 0,
+// or -1 with err naming the file, what was expected and what was found; out
+// is then left empty (rgb NULL).
+int ds_image_load(const char *path, const DsImageLimits *lim, DsImage *out, McErr *err);
+
+// Decode n bytes held in memory; name is used in messages (a path, or
+// "row 17 of train.parquet").
+int ds_image_decode(const void *data, size_t n, const char *name,
+                    const DsImageLimits *lim, DsImage *out, McErr *err);
+
+// Read only the header: format, size, channels, bit depth, and the same
+// structural checks and limits as decoding (the pixels are not decoded).
+int ds_image_probe(const void *data, size_t n, const char *name,
+                   const DsImageLimits *lim, DsImageInfo *info, McErr *err);
+
+void ds_image_free(DsImage *im);
+
+// The format named by the first bytes (DS_IMAGE_UNKNOWN when none of ours).
+DsImageFormat ds_image_sniff(const void *data, size_t n);
+const char   *ds_image_format_name(DsImageFormat f);  // "JPEG", "PNG", ...
+
+#endif

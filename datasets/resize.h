@@ -1,0 +1,61 @@
+// resize.h - image resampling that reproduces PIL's Image.resize bit for
+// bit (Pillow 9.4, ImagingResample on 8-bit images) for BILINEAR and
+// BICUBIC, the two filters open_clip's eval transform uses.
+//
+// Dims: src is [H, W, C] uint8 with the C channels interleaved (C = 1..4);
+// the resized image is [OH, OW, C]; only a window of it may be computed.
+//
+// The algorithm (PIL's behaviour, described in ../shared/arch-spec.md §9):
+//   - separable: a horizontal pass (W -> OW) over the rows the vertical pass
+//     needs, its result clipped to uint8, then a vertical pass (H -> OH),
+//     clipped to uint8 again;  a pass whose size does not change is skipped;
+//   - per output index i along an axis of input size n and output size m:
+//     scale = n / m, fs = max(scale, 1) (antialiasing when reducing),
+//     support = base_support * fs (bilinear 1, bicubic 2), the filter centred
+//     at (i + 0.5) * scale over the inputs [int(center - support + 0.5),
+//     int(center + support + 0.5)) clamped to [0, n), each weight
+//     filter((j - center + 0.5) / fs), normalised to sum 1 in double,
+//     then rounded to fixed point with DS_RESIZE_PRECISION_BITS fraction
+//     bits (half away from zero);
+//   - out = clip8((2^(P-1) + sum_j in[j] * k[j]) >> P), integer arithmetic;
+//   - filters: bilinear f(x) = 1 - |x| on |x| < 1; bicubic (Keys, a = -0.5)
+//     f(x) = (a+2)|x|^3 - (a+3)|x|^2 + 1 on |x| < 1,
+//            a(|x|^3 - 5|x|^2 + 8|x| - 4) on 1 <= |x| < 2.
+//
+// NOTE: the coefficient arithmetic must stay in plain double with the
+// expressions in this order and no FMA contraction (-std=c11 turns GCC's
+// contraction off), or a weight can round to the other fixed-point value
+// and an output pixel moves by 1.  Outputs are then independent of the
+// machine and of the thread count.
+//
+// stb_image_resize.h (v1, Debian libstb-dev) is not used: on the test images
+// its triangle and Catmull-Rom filters differ from PIL by up to several
+// levels (measured in tests/test_preprocess.c: bilinear max 3/255 on the
+// test images, 6/255 reported elsewhere; see that test's output).
+//
+// Usage sketch (compiled by tests/test_preprocess.c):
+//
+//     // 400x300 RGB -> 341x256, keep only the centre 256x256 window
+//     ds_resize_u8(dst, src, 400, 300, 3, 341, 256, 42, 0, 256, 256,
+//                  DS_FILTER_BILINEAR);
+#ifndef MCLIP_DS_RESIZE_H
+#define MCLIP_DS_RESIZE_H
+
+#include <stdint.h>
+
+typedef enum { DS_FILTER_BILINEAR, DS_FILTER_BICUBIC } DsFilter;
+
+#define DS_RESIZE_PRECISION_BITS 22   // PIL: 32 - 8 bits of pixel - 2 of headroom
+
+// Resize src [h, w, C] to the virtual size out_w x out_h and write its
+// window with top-left (x0, y0) and size cw x ch into dst [ch, cw, C].
+// The window must lie inside the resized image.  Equal to PIL's
+// im.resize((out_w, out_h), filter) cropped to that window, for every
+// pixel.  Allocates its scratch buffers (aborts only on out-of-memory).
+void ds_resize_u8(uint8_t *dst, const uint8_t *src, int w, int h, int C,
+                  int out_w, int out_h, int x0, int y0, int cw, int ch, DsFilter filter);
+
+// The filter's name ("bilinear", "bicubic").
+const char *ds_filter_name(DsFilter filter);
+
+#endif

@@ -1,0 +1,345 @@
+#!/usr/bin/python3
+"""gen_preprocess.py - reference results for datasets/image.c, resize.c and
+preprocess.c from PIL (Pillow 9.4) and open_clip's eval transform
+(torchvision 0.14), as Debian packages them.
+
+Run from the project root:
+    MCLIP_REFENV=/work/refenv /usr/bin/python3 tests/reference/gen_preprocess.py
+
+Writes
+  tests/fixtures/images/*.png|jpg|gif|bmp  small test files in many modes
+  tests/fixtures/images/expected.safetensors
+  tests/malformed/images/*                  damaged and non-image files
+
+The large procedural images are not stored: tests/test_preprocess.c builds
+the same pixels from synth() below (integer arithmetic only), and this file
+stores what PIL makes of them: CRC-32s of the whole resized image, of the
+crop and of the float tensor (exact checks), plus a few rows of the crop
+for diagnostics.  Keys (U8 unless noted):
+
+  synth.<W>x<H>.<cfg>.crc      I64 [3] crc32 of resized [H',W',3], crop
+                               [S,S,3], float32 tensor [3,S,S]
+  synth.<W>x<H>.<cfg>.geom     I64 [4] W', H', left, top
+  synth.<W>x<H>.<cfg>.rows     [3, S, 3] crop rows 0, S/2, S-1
+  resize.<W>x<H>.<filter>.<OW>x<OH>   [OH, OW, 3] PIL Image.resize, whole
+  file.<name>.rgb              [H, W, 3] PIL open(...).convert("RGB")
+  file.<name>.<cfg>.crc        I64 [2] crc32 of crop and float tensor
+  metadata mode.<name>         the mode PIL opens the file in
+with <cfg> "bilinear256" (mean 0, std 1) or "bicubic224" (OpenAI mean/std).
+"""
+import io
+import os
+import struct
+import sys
+import zlib
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import refcommon  # noqa: E402
+
+FIX = "tests/fixtures/images"
+BAD = "tests/malformed/images"
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+CONFIGS = [("bilinear256", 256, "bilinear", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+           ("bicubic224", 224, "bicubic", OPENAI_MEAN, OPENAI_STD)]
+
+# Procedural sizes: odd, portrait/landscape, exact S, short side = S, thin,
+# strong reduction, crop offsets with .5 rounding both ways.
+SYNTH_SIZES = [(37, 53), (53, 37), (341, 200), (200, 341), (400, 300), (300, 400),
+               (256, 256), (224, 300), (1, 1), (2, 5), (3000, 17), (17, 3000),
+               (1000, 700), (257, 256), (259, 256), (261, 256), (225, 224)]
+
+# Plain Image.resize cases, stored whole: both passes, one pass only, strong
+# reduction (wide support), enlargement, 1x1.
+RESIZES = [((400, 300), (85, 64)), ((160, 120), (49, 120)), ((160, 120), (160, 31)),
+           ((37, 53), (64, 91)), ((1000, 700), (100, 33)), ((1, 1), (5, 3)),
+           ((53, 37), (53, 37))]
+
+M32 = np.uint32(0xFFFFFFFF)
+
+
+def hash32(x):
+    """A 32-bit integer mix (same constants as tests/test_preprocess.c)."""
+    x = x.astype(np.uint32)
+    x ^= x >> np.uint32(16)
+    x *= np.uint32(0x7FEB352D)
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(0x846CA68B)
+    x ^= x >> np.uint32(16)
+    return x
+
+
+def synth(w, h, seed=1):
+    """[h, w, 3] uint8: noise, a saturated 0/255 checker (bicubic overshoot is
+    clipped) and a wrapping gradient, in 16-pixel diagonal bands."""
+    y, x, c = np.meshgrid(np.arange(h, dtype=np.uint32), np.arange(w, dtype=np.uint32),
+                          np.arange(3, dtype=np.uint32), indexing="ij")
+    with np.errstate(over="ignore"):
+        key = (y * np.uint32(65599) + x) * np.uint32(4) + c + np.uint32(seed) * np.uint32(0x9E3779B9)
+        noise = hash32(key) & np.uint32(255)
+    region = ((x >> np.uint32(4)) + (y >> np.uint32(4))) % np.uint32(3)
+    checker = np.where(((x >> np.uint32(2)) + (y >> np.uint32(2))) & np.uint32(1), 255, 0).astype(np.uint32)
+    grad = (x * np.uint32(255) // np.uint32(max(w - 1, 1)) + y * np.uint32(3) + c * np.uint32(40)) & np.uint32(255)
+    v = np.where(region == 0, noise, np.where(region == 1, checker, grad))
+    return v.astype(np.uint8)
+
+
+def photo(w, h, seed=3):
+    """Photo-like content for JPEG: smooth shapes, soft edges, mild noise."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.zeros((h, w, 3))
+    for c in range(3):
+        img[..., c] = 90 + 60 * np.sin(xx / (9 + 4 * c)) * np.cos(yy / (13 - 3 * c))
+    for _ in range(6):
+        cx, cy, rad = r.uniform(0, w), r.uniform(0, h), r.uniform(4, max(w, h) / 3)
+        col = r.uniform(0, 255, 3)
+        m = 1 / (1 + np.exp(np.hypot(xx - cx, yy - cy) - rad))
+        img = img * (1 - m[..., None]) + col * m[..., None]
+    img += r.normal(0, 4, img.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def crc(a):
+    return zlib.crc32(np.ascontiguousarray(a).tobytes()) & 0xFFFFFFFF
+
+
+# ---- a small PNG writer for the modes PIL cannot write ----
+
+def png_chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+
+def png_rows(a, bits):
+    """Raw scanlines (filter 0) of a [h, w, k] integer array."""
+    h, w = a.shape[:2]
+    out = []
+    for y in range(h):
+        row = a[y].reshape(-1)
+        if bits == 16:
+            out.append(b"\0" + row.astype(">u2").tobytes())
+        elif bits == 8:
+            out.append(b"\0" + row.astype(np.uint8).tobytes())
+        else:
+            per = 8 // bits
+            pad = (-len(row)) % per
+            r = np.concatenate([row, np.zeros(pad, dtype=row.dtype)]).astype(np.uint8).reshape(-1, per)
+            packed = np.zeros(len(r), dtype=np.uint8)
+            for i in range(per):
+                packed |= (r[:, i] << (8 - bits * (i + 1))).astype(np.uint8)
+            out.append(b"\0" + packed.tobytes())
+    return b"".join(out)
+
+
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def png_bytes(a, ct, bits, plte=None, trns=None, interlace=0, iend=True):
+    if a.ndim == 2:
+        a = a[..., None]
+    h, w = a.shape[:2]
+    if interlace:
+        raw = b"".join(png_rows(a[y0::dy, x0::dx], bits) for x0, y0, dx, dy in ADAM7
+                       if a[y0::dy, x0::dx].size)
+    else:
+        raw = png_rows(a, bits)
+    s = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, ct, 0, 0, interlace))
+    if plte is not None:
+        s += png_chunk(b"PLTE", bytes(plte))
+    if trns is not None:
+        s += png_chunk(b"tRNS", bytes(trns))
+    s += png_chunk(b"IDAT", zlib.compress(raw, 9))
+    if iend:
+        s += png_chunk(b"IEND", b"")
+    return s
+
+
+# ---- test files ----
+
+def make_files():
+    """name -> bytes of the small committed test images."""
+    r = np.random.default_rng(7)
+    F = {}
+    rgb = synth(37, 53, seed=5)
+    gray = synth(29, 23, seed=6)[..., 0]
+    F["rgb8.png"] = png_bytes(rgb, 2, 8)
+    F["rgb8_interlaced.png"] = png_bytes(synth(23, 19, seed=8), 2, 8, interlace=1)
+    F["rgb8_trns.png"] = png_bytes(synth(21, 17, seed=9), 2, 8, trns=struct.pack(">HHH", 0, 255, 0))
+    F["rgb8_no_iend.png"] = png_bytes(synth(19, 13, seed=10), 2, 8, iend=False)
+    F["gray8.png"] = png_bytes(gray, 0, 8)
+    F["gray1.png"] = png_bytes(r.integers(0, 2, (13, 27)), 0, 1)
+    F["gray2_interlaced.png"] = png_bytes(r.integers(0, 4, (17, 15)), 0, 2, interlace=1)
+    F["gray4.png"] = png_bytes(r.integers(0, 16, (11, 9)), 0, 4)
+    g16 = r.integers(0, 65536, (17, 23))
+    g16[::2] = r.integers(0, 300, (9, 23))          # many values <= 255 so the clip shows
+    F["gray16.png"] = png_bytes(g16, 0, 16)
+    F["gray_alpha8.png"] = png_bytes(np.stack([gray, synth(29, 23, 11)[..., 1]], -1), 4, 8)
+    F["gray_alpha16.png"] = png_bytes(r.integers(0, 65536, (13, 11, 2)), 4, 16)
+    F["rgba8.png"] = png_bytes(synth(31, 22, seed=12).repeat(2, axis=2)[..., :4], 6, 8)
+    F["rgb16.png"] = png_bytes(r.integers(0, 65536, (15, 19, 3)), 2, 16)
+    F["rgba16.png"] = png_bytes(r.integers(0, 65536, (14, 9, 4)), 6, 16)
+    # Palette with 5 entries but indices up to 255 (PIL pads with the gray
+    # ramp), and a tRNS table.
+    pidx = r.integers(0, 256, (19, 25))
+    pidx[::3] = r.integers(0, 5, (7, 25))
+    F["palette8_short.png"] = png_bytes(pidx, 3, 8, plte=r.integers(0, 256, 15), trns=[0, 128])
+    F["palette4.png"] = png_bytes(r.integers(0, 16, (13, 17)), 3, 4, plte=r.integers(0, 256, 48))
+
+    # JPEGs written by PIL's libjpeg-turbo.
+    ph = photo(64, 48)
+
+    def jpg(im, **kw):
+        b = io.BytesIO()
+        im.save(b, "JPEG", **kw)
+        return b.getvalue()
+    F["photo420.jpg"] = jpg(Image.fromarray(photo(160, 120, seed=4)), quality=90)
+    F["q95_444.jpg"] = jpg(Image.fromarray(ph), quality=95, subsampling=0)
+    F["q75_422.jpg"] = jpg(Image.fromarray(ph), quality=75, subsampling=1)
+    F["odd420.jpg"] = jpg(Image.fromarray(photo(37, 53, seed=5)), quality=85, subsampling=2)
+    F["progressive.jpg"] = jpg(Image.fromarray(ph), quality=90, progressive=True)
+    F["gray.jpg"] = jpg(Image.fromarray(photo(45, 31, seed=6)[..., 1]), quality=90)
+    F["cmyk.jpg"] = jpg(Image.fromarray(np.concatenate([photo(40, 30, seed=7),
+                                                        photo(40, 30, seed=8)[..., :1]], -1), "CMYK"),
+                        quality=92)
+    F["noise420.jpg"] = jpg(Image.fromarray(synth(48, 40, seed=13)), quality=90)
+
+    # GIF with a transparent index, BMPs.
+    p = Image.fromarray(r.integers(0, 6, (17, 23)).astype(np.uint8), "P")
+    p.putpalette(list(r.integers(0, 256, 18)))
+    b = io.BytesIO()
+    p.save(b, "GIF", transparency=2)
+    F["palette_trns.gif"] = b.getvalue()
+    b = io.BytesIO()
+    Image.fromarray(synth(23, 17, seed=14)).save(b, "BMP")
+    F["rgb24.bmp"] = b.getvalue()
+    b = io.BytesIO()
+    Image.fromarray(synth(21, 15, seed=15)).quantize(40).save(b, "BMP")
+    F["palette8.bmp"] = b.getvalue()
+    return F
+
+
+def make_malformed(F):
+    """name -> bytes of damaged and non-image files."""
+    jpg, png = F["photo420.jpg"], F["rgb8.png"]
+    M = {}
+    M["empty.jpg"] = b""
+    M["text.jpg"] = b"this is a text file, not a picture\n"
+    M["document.png"] = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
+    M["page.jpg"] = b"<!DOCTYPE html><html><body>404 Not Found</body></html>\n"
+    M["webp.jpg"] = b"RIFF\x24\0\0\0WEBPVP8 " + bytes(28)
+    M["truncated_half.jpg"] = jpg[: len(jpg) // 2]
+    M["truncated_no_eoi.jpg"] = jpg[:-2]
+    M["truncated_header.jpg"] = jpg[:300]
+    M["soi_only.jpg"] = b"\xff\xd8"
+    i = jpg.index(b"\xff\xc0")
+    M["arithmetic.jpg"] = jpg[:i] + b"\xff\xc9" + jpg[i + 2:]
+    M["twelve_bit.jpg"] = jpg[:i + 4] + b"\x0c" + jpg[i + 5:]
+    M["giant.jpg"] = jpg[:i + 5] + struct.pack(">HH", 60000, 60000) + jpg[i + 9:]
+    j = jpg.index(b"\xff\xc4")
+    M["bad_huffman_table.jpg"] = jpg[:j + 4] + b"\x35" + jpg[j + 5:]
+    M["truncated_idat.png"] = png[: len(png) - 40]
+    M["truncated_signature.png"] = png[:20]
+    M["crlf_signature.png"] = png[:4] + b"\n" + png[6:]
+    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    M["giant_ihdr.png"] = (png[:8] + png_chunk(b"IHDR", ihdr) + png[33:])
+    M["zero_width.png"] = png[:8] + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 10, 8, 2, 0, 0, 0)) + png[33:]
+    M["bad_color_type.png"] = png[:8] + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 37, 53, 8, 5, 0, 0, 0)) + png[33:]
+    k = png.index(b"IDAT") + 4
+    scrambled = bytes(b ^ 0x5A for b in png[k + 2:k + 200])
+    M["corrupt_idat.png"] = png[:k + 2] + scrambled + png[k + 200:]
+    M["no_idat.png"] = png[:33] + png_chunk(b"IEND", b"")
+    M["truncated.gif"] = F["palette_trns.gif"][:40]
+    M["truncated.bmp"] = F["rgb24.bmp"][:200]
+    M["header_only.gif"] = b"GIF89a\x10\x00\x10\x00\x00\x00\x00\x3b"
+    return M
+
+
+# ---- reference results ----
+
+def transforms(torch, oc):
+    from open_clip.transform import image_transform
+    out = {}
+    for name, S, interp, mean, std in CONFIGS:
+        out[name] = (S, image_transform(S, is_train=False, mean=mean, std=std, interpolation=interp))
+    return out
+
+
+def run_pipeline(img, S, t):
+    """PIL image -> (resized u8, crop u8, float tensor) through open_clip's
+    eval transform; checks that its steps compose to the whole."""
+    resize, crop = t.transforms[0], t.transforms[1]
+    resized = resize(img)
+    cropped = crop(resized)
+    x = t(img).numpy()
+    x2 = t.transforms[4](t.transforms[3](t.transforms[2](cropped))).numpy()
+    assert np.array_equal(x, x2)
+    return np.asarray(resized), np.asarray(cropped), x
+
+
+def main():
+    torch, oc = refcommon.setup()
+    T = transforms(torch, oc)
+    os.makedirs(FIX, exist_ok=True)
+    os.makedirs(BAD, exist_ok=True)
+    out, meta = {}, {"generator": "tests/reference/gen_preprocess.py",
+                     "pillow": Image.__version__}
+
+    # Procedural images through the whole transform.
+    for w, h in SYNTH_SIZES:
+        img = Image.fromarray(synth(w, h))
+        for cfg, _, _, _, _ in CONFIGS:
+            S, t = T[cfg]
+            resized, cropped, x = run_pipeline(img, S, t)
+            rh, rw = resized.shape[:2]
+            left, top = int(round((rw - S) / 2.0)), int(round((rh - S) / 2.0))
+            key = f"synth.{w}x{h}.{cfg}"
+            out[key + ".crc"] = np.array([crc(resized), crc(cropped), crc(x.astype("<f4"))], np.int64)
+            out[key + ".geom"] = np.array([rw, rh, left, top], np.int64)
+            out[key + ".rows"] = cropped[[0, S // 2, S - 1]]
+
+    # Plain resizes, stored whole.
+    filters = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+    for (w, h), (ow, oh) in RESIZES:
+        img = Image.fromarray(synth(w, h))
+        for fname, f in filters.items():
+            out[f"resize.{w}x{h}.{fname}.{ow}x{oh}"] = np.asarray(img.resize((ow, oh), f))
+
+    # Committed files: PIL's decode and the transform on it.
+    F = make_files()
+    for name, data in sorted(F.items()):
+        with open(os.path.join(FIX, name), "wb") as f:
+            f.write(data)
+        im = Image.open(io.BytesIO(data))
+        meta["mode." + name] = im.mode
+        rgb = im.convert("RGB")
+        out[f"file.{name}.rgb"] = np.asarray(rgb)
+        for cfg, _, _, _, _ in CONFIGS:
+            S, t = T[cfg]
+            _, cropped, x = run_pipeline(rgb, S, t)
+            out[f"file.{name}.{cfg}.crc"] = np.array([crc(cropped), crc(x.astype("<f4"))], np.int64)
+
+    # Damaged files: PIL must refuse each one too (except where noted).
+    for name, data in sorted(make_malformed(F).items()):
+        with open(os.path.join(BAD, name), "wb") as f:
+            f.write(data)
+        try:
+            im = Image.open(io.BytesIO(data))
+            im.load()
+            meta["pil." + name] = "decoded"
+        except Exception as e:  # noqa: BLE001 - any failure is the point
+            meta["pil." + name] = type(e).__name__
+
+    refcommon.save_safetensors(os.path.join(FIX, "expected.safetensors"), out, meta)
+    total = sum(os.path.getsize(os.path.join(d, n)) for d in (FIX, BAD) for n in os.listdir(d))
+    print(f"wrote {len(out)} tensors, {len(F)} images, fixtures total {total} bytes")
+    for k, v in sorted(meta.items()):
+        if k.startswith("pil."):
+            print(f"  PIL on {k[4:]}: {v}")
+
+
+if __name__ == "__main__":
+    main()
