@@ -61,7 +61,7 @@ DEF_LOAD(ld_u8, uint8_t)
 
 void st_raw_to_f32(StDtype d, const void *src, float *dst, int64_t n) {
     switch (d) {
-    case ST_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case ST_F32: if (n > 0) memcpy(dst, src, (size_t)n * 4); break;
     case ST_F16: for (int64_t i = 0; i < n; i++) dst[i] = mc_f16_to_f32(ld_u16(src, i));
                  break;
     case ST_BF16: for (int64_t i = 0; i < n; i++) dst[i] = mc_bf16_to_f32(ld_u16(src, i));
@@ -462,7 +462,7 @@ static void *add_entry(StWriter *w, const char *name, StDtype d, int ndim, const
 void st_writer_add_f32(StWriter *w, const char *name, int ndim, const int64_t *shape,
                        const float *data) {
     void *b = add_entry(w, name, ST_F32, ndim, shape);
-    memcpy(b, data, w->e[w->n - 1].nbytes);
+    if (w->e[w->n - 1].nbytes) memcpy(b, data, w->e[w->n - 1].nbytes);
 }
 
 void st_writer_add_f16(StWriter *w, const char *name, int ndim, const int64_t *shape,
@@ -475,7 +475,7 @@ void st_writer_add_f16(StWriter *w, const char *name, int ndim, const int64_t *s
 void st_writer_add_i64(StWriter *w, const char *name, int ndim, const int64_t *shape,
                        const int64_t *data) {
     void *b = add_entry(w, name, ST_I64, ndim, shape);
-    memcpy(b, data, w->e[w->n - 1].nbytes);
+    if (w->e[w->n - 1].nbytes) memcpy(b, data, w->e[w->n - 1].nbytes);
 }
 
 void st_writer_meta(StWriter *w, const char *key, const char *value) {

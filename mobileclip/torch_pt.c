@@ -484,7 +484,7 @@ static PtValue *make_tuple(Vm *vm, size_t start, size_t n) {
     if (!t) return NULL;
     t->items = tree_alloc(vm, (n ? n : 1) * sizeof *t->items);
     if (!t->items) return NULL;
-    memcpy(t->items, vm->stack + start, n * sizeof *t->items);
+    if (n) memcpy(t->items, vm->stack + start, n * sizeof *t->items);
     t->n = (int64_t)n;
     vm->top = start;
     return t;
@@ -926,6 +926,58 @@ static int check_dict_keys(Vm *vm) {
     return 0;
 }
 
+// Children of a container: tuple/list items, then dict keys and values.
+static int64_t n_children(const PtValue *v) {
+    if (v->kind == PT_TUPLE || v->kind == PT_LIST) return v->n;
+    return v->kind == PT_DICT ? 2 * v->n : 0;
+}
+
+static PtValue *child(const PtValue *v, int64_t i) {
+    return v->kind == PT_DICT ? (i < v->n ? v->keys[i] : v->items[i - v->n]) : v->items[i];
+}
+
+#define VISITING 2
+#define VISITED  4
+
+// The tree must be acyclic and at most PT_MAX_DEPTH deep, so that code
+// walking it recursively terminates.  Iterative depth-first search: a child
+// still being visited closes a cycle; each node's height is computed once.
+static int check_shape(Vm *vm, PtValue *root) {
+    size_t cap = 64, top = 0;
+    struct Frame { PtValue *v; int64_t next; } *st = malloc(cap * sizeof *st);
+    if (!st) return vm_fail(vm, "out of memory");
+    int rc = 0;
+    st[top++] = (struct Frame){root, 0};
+    root->flags |= VISITING;
+    while (top && !rc) {
+        struct Frame *fr = &st[top - 1];
+        if (fr->next == n_children(fr->v)) {  // all children done: height known
+            fr->v->flags = (fr->v->flags & ~VISITING) | VISITED;
+            int h = fr->v->height + 1;
+            if (--top && st[top - 1].v->height < h) st[top - 1].v->height = h;
+            continue;
+        }
+        PtValue *c = child(fr->v, fr->next++);
+        if (c->flags & VISITING) {
+            rc = vm_fail(vm, "the pickled object contains a reference cycle");
+        } else if (c->flags & VISITED) {
+            if (fr->v->height < c->height + 1) fr->v->height = c->height + 1;
+        } else if (top >= PT_MAX_DEPTH) {
+            rc = vm_fail(vm, "the pickled object is nested deeper than %d levels", PT_MAX_DEPTH);
+        } else {
+            if (top == cap) {
+                struct Frame *n2 = realloc(st, 2 * cap * sizeof *st);
+                if (!n2) { rc = vm_fail(vm, "out of memory"); break; }
+                st = n2, cap *= 2;
+            }
+            c->flags |= VISITING;
+            st[top++] = (struct Frame){c, 0};
+        }
+    }
+    free(st);
+    return rc;
+}
+
 static int vm_run(PtFile *f, const unsigned char *p, size_t len, McErr *err) {
     Vm vm = {.f = f, .p = p, .len = len, .err = err};
     int stop = 0, rc = 0;
@@ -945,6 +997,7 @@ static int vm_run(PtFile *f, const unsigned char *p, size_t len, McErr *err) {
             rc = vm_fail(&vm, "the pickled object is a bare %s", pt_kind_name(root->kind));
         else f->root = root;
     }
+    if (!rc) rc = check_shape(&vm, f->root);
     if (!rc) rc = check_dict_keys(&vm);
     free(vm.stack);
     free(vm.marks);
@@ -974,7 +1027,7 @@ static int map_file(PtFile *f, McErr *err) {
         return mc_err(err, "%s: not a regular file", f->path);
     }
     f->size = (size_t)st.st_size;
-    if (f->size < 22) {
+    if (f->size < 4) {
         close(fd);
         return mc_err(err, "%s: file is %zu bytes, too short for a torch.save zip archive "
                       "(truncated?)", f->path, f->size);
@@ -985,12 +1038,16 @@ static int map_file(PtFile *f, McErr *err) {
     f->map = m;
 
     // Say what it is when it is not a zip.
-    if (rd32(f->map) == SIG_LOCAL || rd32(f->map) == SIG_EOCD) return 0;
     if (f->map[0] == 0x80 && f->map[1] <= 5)
         return mc_err(err, "%s: legacy (pre-1.6) torch.save format; re-save it with torch >= "
                       "1.6 (torch.save(obj, path) with the default zip serialization)", f->path);
-    return mc_err(err, "%s: not a zip archive (first bytes %02x %02x %02x %02x); expected a "
-                  "torch.save file", f->path, f->map[0], f->map[1], f->map[2], f->map[3]);
+    if (rd32(f->map) != SIG_LOCAL && rd32(f->map) != SIG_EOCD)
+        return mc_err(err, "%s: not a zip archive (first bytes %02x %02x %02x %02x); expected "
+                      "a torch.save file", f->path, f->map[0], f->map[1], f->map[2], f->map[3]);
+    if (f->size < 22)
+        return mc_err(err, "%s: file is %zu bytes, too short for a torch.save zip archive "
+                      "(truncated?)", f->path, f->size);
+    return 0;
 }
 
 // The archive folder, data.pkl and the byte order.

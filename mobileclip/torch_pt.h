@@ -24,7 +24,8 @@
 // offset in data.pkl; nothing from the file is ever executed.
 //
 // The result is a tree of PtValue (dict / list / tuple / str / int / float /
-// bool / None / tensor).  Tensors point at their storage bytes in the
+// bool / None / tensor), acyclic and at most PT_MAX_DEPTH deep (a value may
+// be shared, as pickle memo references allow).  Tensors point at their storage bytes in the
 // mapped file; pt_tensor_to_f32 converts them (copying through the strides
 // when a tensor is not contiguous).  Every size is overflow-checked and the
 // tree, memo, stack and inflated data are bounded (PT_MAX_* below).
@@ -59,6 +60,7 @@
 #define PT_MAX_ENTRIES  ((uint64_t)1 << 20)    // zip entries
 #define PT_MAX_TREE     ((uint64_t)512 << 20)  // bytes of the value tree
 #define PT_MAX_INFLATE  ((uint64_t)16 << 30)   // bytes inflated from DEFLATE entries
+#define PT_MAX_DEPTH    64                     // nesting of the unpickled tree (no cycles)
 
 typedef enum {
     PT_NONE, PT_BOOL, PT_INT, PT_FLOAT, PT_STR, PT_TUPLE, PT_LIST, PT_DICT, PT_TENSOR,
@@ -90,6 +92,7 @@ struct PtValue {
     PtValue **items;      // TUPLE, LIST: [n] items; DICT: [n] values
     PtValue **keys;       // DICT: [n] keys (STR or INT), insertion order
     PtTensor *t;          // TENSOR
+    int       height;     // levels below this value (0 for a leaf); at most PT_MAX_DEPTH
     int64_t   cap;        // (internal) allocated slots
     int       flags;      // (internal)
 };
