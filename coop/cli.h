@@ -5,5 +5,6 @@
 #define MCLIP_CLI_H
 
 int cli_info(int argc, char **argv);   // coop/cli_info.c
+int cli_embed(int argc, char **argv);  // mobileclip/cli_embed.c
 
 #endif

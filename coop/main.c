@@ -18,6 +18,7 @@ typedef struct {
 
 static const Command commands[] = {
     {"info", cli_info, "print the build configuration (threads, ISA, BLAS)"},
+    {"embed", cli_embed, "text embeddings (and dumps) with a MobileCLIP2 checkpoint"},
 };
 
 static void usage(FILE *f) {
