@@ -19,6 +19,7 @@ typedef struct {
 static const Command commands[] = {
     {"info", cli_info, "print the build configuration (threads, ISA, BLAS)"},
     {"embed", cli_embed, "text embeddings (and dumps) with a MobileCLIP2 checkpoint"},
+    {"inspect", cli_inspect, "list the tensors, metadata and model of a checkpoint or prompt file"},
 };
 
 static void usage(FILE *f) {

@@ -2,12 +2,16 @@
 // writer: round trips (F32, F16, I64, 0-d, empty, metadata with escapes),
 // every dtype read back from a hand-built file, atomic overwrite.
 #include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "../mobileclip/config.h"
 #include "../mobileclip/json.h"
 #include "../mobileclip/safetensors.h"
 #include "../mobileclip/weights.h"
@@ -324,6 +328,119 @@ static void test_weights_long_report(void) {
     unlink(path);
 }
 
+// ---- mclip inspect ----
+
+typedef struct { char *s; size_t len, cap; } Text;
+
+static void text_add(Text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_add(Text *t, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (t->len + (size_t)n + 1 > t->cap) {
+        t->cap = (t->len + (size_t)n + 1) * 2;
+        t->s = realloc(t->s, t->cap);
+    }
+    memcpy(t->s + t->len, tmp, (size_t)n + 1);
+    t->len += (size_t)n;
+}
+
+// A safetensors file holding the keys model detection reads, with the
+// shapes of config c (one stage depth changed by depth_delta).  The data
+// region is a hole (sparse file): only the header is written.
+static void write_skeleton(const char *path, const McModelConfig *c, int depth_delta) {
+    Text h = {0};
+    uint64_t off = 0;
+#define KEY(name, shape_fmt, numel, ...) do { \
+        text_add(&h, "%s\"" name "\":{\"dtype\":\"F32\",\"shape\":[" shape_fmt "]," \
+                 "\"data_offsets\":[%llu,%llu]}", h.len > 1 ? "," : "", __VA_ARGS__, \
+                 (unsigned long long)off, (unsigned long long)(off + 4 * (uint64_t)(numel))); \
+        off += 4 * (uint64_t)(numel); } while (0)
+    int W = c->text.width, E = c->text.embed;
+    const McFastVitConfig *fv = &c->image.fastvit;
+    text_add(&h, "{");
+    KEY("logit_scale", "%s", 1, "");
+    KEY("text.token_embedding.weight", "%d,%d", (uint64_t)c->text.vocab * W, c->text.vocab, W);
+    KEY("text.text_projection", "%d,%d", W * E, W, E);
+    for (int k = 0; k < c->text.layers; k++)
+        KEY("text.transformer.resblocks.%d.ln_1.weight", "%d", W, k, W);
+    KEY("visual.trunk.stem.0.reparam_conv.weight", "%d,3,3,3", fv->widths[0] * 27,
+        fv->widths[0]);
+    for (int i = 0; i < fv->n_stages; i++) {
+        int depth = fv->depths[i] + (i == 2 ? depth_delta : 0);
+        for (int j = 0; j < depth; j++)
+            KEY("visual.trunk.stages.%d.blocks.%d.mlp.fc2.bias", "%d", fv->widths[i], i, j,
+                fv->widths[i]);
+    }
+#undef KEY
+    text_add(&h, "}");
+    while (h.len % 8) text_add(&h, " ");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    uint64_t hl = h.len;
+    CHECK(fd >= 0 && write(fd, &hl, 8) == 8 && write(fd, h.s, h.len) == (ssize_t)h.len &&
+          ftruncate(fd, (off_t)(8 + h.len + off)) == 0, "cannot write %s", path);
+    if (fd >= 0) close(fd);
+    free(h.s);
+}
+
+// Run `mclip inspect --summary path`; returns its exit status, output in out.
+static int run_inspect(const char *bin, const char *path, char *out, size_t cap) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' inspect --summary '%s' 2>&1", bin, path);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_inspect_cli(void) {
+    const char *bin = getenv("MCLIP_BIN");
+    CHECK(bin != NULL, "MCLIP_BIN is not set: run through `make test` or set it to the "
+          "mclip binary");
+    if (!bin) return;
+    static char out[1 << 16];
+    char path[256];
+    snprintf(path, sizeof path, "%s/s0.safetensors", tmpdir);
+
+    // Every configured FastViT model is recognised from its key shapes.
+    const char *fastvits[] = {"MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
+                              "MobileCLIP2-S4"};
+    for (int m = 0; m < 4; m++) {
+        write_skeleton(path, mc_config_find(fastvits[m]), 0);
+        int rc = run_inspect(bin, path, out, sizeof out);
+        char want[64];
+        snprintf(want, sizeof want, "model       %s\n", fastvits[m]);
+        CHECK(rc == 0 && strstr(out, want) && strstr(out, "fused image tower"),
+              "inspect of a %s skeleton (rc %d):\n%s", fastvits[m], rc, out);
+    }
+    CHECK(strstr(out, "widths 128,256,512,1024,2048, depths 2,12,24,4,4"),
+          "S4 stages not reported:\n%s", out);
+    printf("inspect S4 skeleton:\n%s", out);
+
+    // One block short of S0 is no known model.
+    write_skeleton(path, mc_config_find("S0"), -1);
+    int rc = run_inspect(bin, path, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "model       unknown") && strstr(out, "depths 2,6,9,2"),
+          "altered S0 skeleton (rc %d):\n%s", rc, out);
+    unlink(path);
+
+    // A prompt file: meta values and the width check.
+    rc = run_inspect(bin, "tests/fixtures/pt/prompt_s0.pt", out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "meta.model_name = 'MobileCLIP2-S0'") &&
+          strstr(out, "meta.classnames = list of 8: 'pink primrose'") &&
+          strstr(out, "context width 512 matches text width 512") &&
+          strstr(out, "parameters  8,192"), "prompt inspect (rc %d):\n%s", rc, out);
+
+    // A bad file: exit status 1 and the reason.
+    rc = run_inspect(bin, "tests/malformed/pt_global_os_system.pt", out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "global os.system is not allowed"), "bad file (rc %d): %s",
+          rc, out);
+}
+
 int main(void) {
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
@@ -333,6 +450,7 @@ int main(void) {
     test_round_trip();
     test_all_dtypes();
     test_weights_long_report();
+    test_inspect_cli();
     rmdir(tmpdir);
     return test_finish("test_safetensors");
 }
