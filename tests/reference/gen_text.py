@@ -6,7 +6,7 @@ config), redraws its weights (arch-spec section 12; large matrices as
 detweights recipes, see detweights.py), runs it on a few id sequences and
 stores inputs, activations, embeddings and one input gradient.
 
-Regenerate the committed fixtures (a few hundred KB in all):
+Regenerate the committed fixtures (about 1.1 MB in all):
 
     MCLIP_REFENV=/work/refenv /usr/bin/python3 tests/reference/gen_text.py --out tests/fixtures
 
