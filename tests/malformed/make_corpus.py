@@ -180,6 +180,44 @@ def patch(data, at, fmt, value):
     return bytes(b)
 
 
+def raw_zip(entries, zip64_central=False, zip64_extra=True, zip64_eocd=True,
+            classic_ff=False):
+    """A STORED zip written field by field, to place zip64 records where
+    Python's zipfile would not: zip64_central puts 0xffffffff in the central
+    sizes and offset (with the zip64 extra field unless zip64_extra is
+    False); zip64_eocd adds the zip64 end record and locator; classic_ff
+    fills the classic end record with 0xffff / 0xffffffff."""
+    import zlib
+    out, central = b"", b""
+    for name, data in entries:
+        n = name.encode()
+        crc = zlib.crc32(data)
+        off = len(out)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0x21, crc, len(data),
+                           len(data), len(n), 0) + n + data
+        size_field, off_field, extra = len(data), off, b""
+        if zip64_central:
+            size_field, off_field = 0xFFFFFFFF, 0xFFFFFFFF
+            if zip64_extra:
+                extra = struct.pack("<HHQQQ", 1, 24, len(data), len(data), off)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0x21, crc,
+                               size_field, size_field, len(n), len(extra), 0, 0, 0, 0,
+                               off_field) + n + extra
+    cd_off, cd_size, count = len(out), len(central), len(entries)
+    out += central
+    if zip64_eocd:
+        z = len(out)
+        out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, cd_size,
+                           cd_off)
+        out += struct.pack("<IIQI", 0x07064B50, 0, z, 1)
+    if classic_ff:
+        out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF,
+                           0xFFFFFFFF, 0)
+    else:
+        out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, cd_size, cd_off, 0)
+    return out
+
+
 W = {"0": struct.pack("<12f", *[0.5 * i for i in range(12)])}
 GOOD_PKL = pickle(pdict([(pstr("w"), ptensor("0", 12, (4, 3), (3, 1)))]))
 
@@ -290,6 +328,15 @@ def pt_cases():
     i = good.find(W["0"])
     put("pt_storage_crc.pt", good[:i] + b"\xff" + good[i + 1:], "pt",
         "zip entry archive/data/0: CRC-32 is")
+    # zip64 records (torch writes the end record and locator; sizes past
+    # 4 GiB move into the extra field) and an archive comment.
+    z64 = [("archive/data.pkl", GOOD_PKL), ("archive/data/0", W["0"])]
+    put("pt_zip64_ok.pt", raw_zip(z64, zip64_central=True, classic_ff=True), "pt", "OK")
+    put("pt_zip64_no_extra.pt", raw_zip(z64, zip64_central=True, zip64_extra=False), "pt",
+        "zip entry archive/data.pkl needs a zip64 extra field")
+    put("pt_zip64_no_locator.pt", raw_zip(z64, zip64_eocd=False, classic_ff=True), "pt",
+        "zip64 archive without a zip64 locator")
+    put("pt_comment_ok.pt", good[:-2] + struct.pack("<H", 300) + b"#" * 300, "pt", "OK")
     put("pt_missing_data_pkl.pt", torch_zip(None, W), "pt", "missing archive/data.pkl")
     put("pt_no_folder.pt", torch_zip(None, extra=[("data.pkl", GOOD_PKL)], stem="archive"),
         "pt", "zip entry data.pkl is not inside a folder")
