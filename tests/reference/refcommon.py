@@ -79,7 +79,8 @@ def save_safetensors(path, tensors, metadata=None):
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     for name, arr in tensors.items():
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr)
+        arr = arr.copy(order="C") if not arr.flags.c_contiguous else arr  # keeps 0-d shapes
         if arr.dtype == np.dtype("bool"):
             arr = arr.astype(np.uint8)
         b = arr.tobytes()
