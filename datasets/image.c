@@ -14,6 +14,8 @@
 
 #include <stb/stb_image.h>
 
+void ds_stbi_clear_failure(void);   // stb_image_impl.c
+
 // ---- small helpers ----
 
 static uint32_t be32(const uint8_t *p) {
@@ -102,8 +104,9 @@ static const char *guess_kind(const uint8_t *p, size_t n) {
 
 static int err_not_image(McErr *err, const char *name, const uint8_t *p, size_t n) {
     char hex[3 * 8 + 1] = "";
-    size_t m = n < 8 ? n : 8;
-    for (size_t i = 0; i < m; i++) snprintf(hex + 3 * i, 4, "%s%02X", i ? " " : "", p[i]);
+    size_t m = n < 8 ? n : 8, k = 0;
+    for (size_t i = 0; i < m; i++) k += (size_t)snprintf(hex + k, sizeof hex - k, "%s%02X",
+                                                        i ? " " : "", p[i]);
     return mc_err(err, "%s: not a JPEG, PNG, GIF or BMP image (starts with bytes %s: %s)",
                   name, hex, guess_kind(p, n));
 }
@@ -281,6 +284,21 @@ static size_t jpeg_skip_scan(const uint8_t *p, size_t n, size_t i) {
     return n;
 }
 
+// A DHT segment body of len bytes: tables of (class/id byte, 16 counts,
+// values); class <= 1, id <= 3, at most 256 codes, lengths consistent.
+// Returns 0 when valid.
+static int jpeg_check_dht(const uint8_t *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        if (len - i < 17 || (s[i] >> 4) > 1 || (s[i] & 15) > 3) return -1;
+        size_t n = 0;
+        for (int k = 1; k <= 16; k++) n += s[i + k];
+        if (n > 256 || len - i - 17 < n) return -1;
+        i += 17 + n;
+    }
+    return 0;
+}
+
 static int jpeg_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo *info,
                       JpegScan *js, McErr *err) {
     memset(js, 0, sizeof *js);
@@ -330,6 +348,13 @@ static int jpeg_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo 
             info->channels = s[5];
             info->progressive = m == 0xC2;
             sof = 1;
+        }
+
+        // Huffman tables: stb_image 2.27 does not check that a table has at
+        // most 256 codes and would write past its arrays, so check here.
+        if (m == 0xC4 && jpeg_check_dht(s, len - 2)) {
+            return mc_err(err, "%s: damaged JPEG: bad Huffman table segment at offset %zu",
+                          name, off);
         }
 
         // Adobe APP14: "Adobe", version, flags0, flags1, transform.
@@ -552,7 +577,7 @@ int ds_image_probe(const void *data, size_t n, const char *name, const DsImageLi
 
 // 16-bit grayscale PNG: PIL mode "I", and convert("RGB") clips each value
 // to 0..255 (values above 255 become white).
-static uint8_t *decode_png_gray16(const uint8_t *p, int len, int *w, int *h) {
+static uint8_t *decode_png_gray16(const uint8_t *p, int len, int *w, int *h, const char **why) {
     int c;
     uint16_t *g = stbi_load_16_from_memory(p, len, w, h, &c, 1);
     if (!g) return NULL;
@@ -561,6 +586,8 @@ static uint8_t *decode_png_gray16(const uint8_t *p, int len, int *w, int *h) {
     if (rgb) {
         for (size_t i = 0; i < np; i++)
             memset(rgb + 3 * i, g[i] > 255 ? 255 : g[i], 3);
+    } else {
+        *why = "out of memory";
     }
     stbi_image_free(g);
     return rgb;
@@ -570,12 +597,17 @@ static uint8_t *decode_png_gray16(const uint8_t *p, int len, int *w, int *h) {
 // paints pixels outside the frame with the background colour; PIL gives
 // both the colour of the transparent index (index 0 when there is none
 // outside the frame), since it fills its canvas with that index.
-static uint8_t *decode_gif(const uint8_t *p, int len, const GifScan *gs, int *w, int *h) {
+static uint8_t *decode_gif(const uint8_t *p, int len, const GifScan *gs, int *w, int *h,
+                           const char **why) {
     int c;
     uint8_t *rgba = stbi_load_from_memory(p, len, w, h, &c, 4);
     if (!rgba) return NULL;
     uint8_t *rgb = malloc((size_t)*w * (size_t)*h * 3);
-    if (!rgb) { stbi_image_free(rgba); return NULL; }
+    if (!rgb) {
+        stbi_image_free(rgba);
+        *why = "out of memory";
+        return NULL;
+    }
 
     // The colour PIL shows for an index: the table entry, or gray i.
     uint8_t fill_trans[3], fill_out[3];
@@ -625,18 +657,20 @@ int ds_image_decode(const void *data, size_t n, const char *name, const DsImageL
     // Decode to RGB with the conversion PIL's convert("RGB") applies.
     int w = 0, h = 0, c;
     uint8_t *rgb;
+    const char *why = NULL;
+    ds_stbi_clear_failure();
     if (info.format == DS_IMAGE_PNG && info.channels == 1 && !info.palette && info.bits == 16)
-        rgb = decode_png_gray16(p, (int)np, &w, &h);
+        rgb = decode_png_gray16(p, (int)np, &w, &h, &why);
     else if (info.format == DS_IMAGE_GIF)
-        rgb = decode_gif(p, (int)np, &sc->gif, &w, &h);
+        rgb = decode_gif(p, (int)np, &sc->gif, &w, &h, &why);
     else
         rgb = stbi_load_from_memory(p, (int)np, &w, &h, &c, 3);
     free(patched);
     free(sc);
     if (!rgb) {
-        const char *why = stbi_failure_reason();
+        if (!why) why = stbi_failure_reason();
         return mc_err(err, "%s: cannot decode this %dx%d %s (decoder says: %s)", name, info.w,
-                      info.h, ds_image_format_name(info.format), why ? why : "out of memory");
+                      info.h, ds_image_format_name(info.format), why ? why : "corrupt data");
     }
     if (w != info.w || h != info.h) {
         stbi_image_free(rgb);

@@ -19,3 +19,9 @@
 #define STBI_NO_HDR
 #define STBI_MAX_DIMENSIONS DS_IMAGE_HARD_MAX_SIDE
 #include <stb/stb_image.h>
+
+// stb_image keeps its last failure reason per thread, and a few failures
+// (a zlib block of type 3, for one) set none; image.c clears it before
+// each decode so a stale reason from an earlier file is never reported.
+void ds_stbi_clear_failure(void);
+void ds_stbi_clear_failure(void) { stbi__g_failure_reason = NULL; }

@@ -241,6 +241,9 @@ def make_malformed(F):
     M["giant.jpg"] = jpg[:i + 5] + struct.pack(">HH", 60000, 60000) + jpg[i + 9:]
     j = jpg.index(b"\xff\xc4")
     M["bad_huffman_table.jpg"] = jpg[:j + 4] + b"\x35" + jpg[j + 5:]
+    M["huffman_overflow.jpg"] = jpg[:j + 5] + b"\xff" * 16 + jpg[j + 21:]
+    q = jpg.index(b"\xff\xdb")
+    M["bad_quant_table.jpg"] = jpg[:q + 4] + b"\x25" + jpg[q + 5:]
     M["truncated_idat.png"] = png[: len(png) - 40]
     M["truncated_signature.png"] = png[:20]
     M["crlf_signature.png"] = png[:4] + b"\n" + png[6:]
