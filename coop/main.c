@@ -20,6 +20,7 @@ static const Command commands[] = {
     {"info", cli_info, "print the build configuration (threads, ISA, BLAS)"},
     {"embed", cli_embed, "text embeddings (and dumps) with a MobileCLIP2 checkpoint"},
     {"inspect", cli_inspect, "list the tensors, metadata and model of a checkpoint or prompt file"},
+    {"data", cli_data, "inspect a dataset folder or manifest; data gen writes a test dataset"},
 };
 
 static void usage(FILE *f) {

@@ -1345,6 +1345,10 @@ Dataset *ds_load_flowers102(const char *root, const DsOptions *opt, McErr *err) 
         char cat[DS_PATH_MAX];
         join_buf(cat, r, "cat_to_name.json");
         if (opt->classnames) rc = names_from_file(ds, opt->classnames, k, err);
+        else if (!strcmp(form, "paper") && (!shipped || k != 102))
+            rc = mc_err(err, "%s: the paper's Flowers102 names need 102 classes and "
+                        "datasets/classnames/flowers102_paper.txt (found %d classes%s)", r, k,
+                        shipped ? "" : ", no names file");
         else if (strcmp(form, "paper") && ds_is_file(cat))
             rc = names_from_cat_to_name(ds, cat, k, err);
         else if (shipped && k == 102) rc = names_from_file(ds, shipped, k, err);
@@ -1446,7 +1450,8 @@ Dataset *ds_load_dtd(const char *root, const DsOptions *opt, McErr *err) {
     ds_set_names_source(ds, "images/ folder names");
     StrMap map;
     map_init(&map, (size_t)nc);
-    for (int c = 0; c < nc; c++) map_put(&map, ds->classes[ds_add_class(ds, cls[c])], c);
+    for (int c = 0; c < nc; c++) ds_add_class(ds, cls[c]);
+    for (int c = 0; c < nc; c++) map_put(&map, ds->classes[c], c);
     int rc = nc ? 0 : mc_err(err, "%s: no class folders", img);
     static const char *parts[3] = {"train", "val", "test"};
     for (int s = 0; s < 3 && !rc; s++) {
