@@ -206,6 +206,10 @@ def make_files():
                                                         photo(40, 30, seed=8)[..., :1]], -1), "CMYK"),
                         quality=92)
     F["noise420.jpg"] = jpg(Image.fromarray(synth(48, 40, seed=13)), quality=90)
+    # EXIF orientation 6 (rotate 90): PIL's open ignores it, so must we.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    F["exif_rot90.jpg"] = jpg(Image.fromarray(photo(40, 24, seed=9)), quality=90, exif=exif.tobytes())
 
     # GIF with a transparent index, BMPs.
     p = Image.fromarray(r.integers(0, 6, (17, 23)).astype(np.uint8), "P")
@@ -213,6 +217,16 @@ def make_files():
     b = io.BytesIO()
     p.save(b, "GIF", transparency=2)
     F["palette_trns.gif"] = b.getvalue()
+    # The same frame on a larger 30x25 screen at (3, 4), with and without a
+    # transparent index: PIL fills the rest of the canvas with that index.
+    for name, kw in (("partial_frame.gif", {}), ("partial_frame_trns.gif", {"transparency": 2})):
+        b = io.BytesIO()
+        p.save(b, "GIF", **kw)
+        d = bytearray(b.getvalue())
+        i = d.index(b"\x2c", 13)
+        d[6:10] = struct.pack("<HH", 30, 25)
+        d[i + 1:i + 5] = struct.pack("<HH", 3, 4)
+        F[name] = bytes(d)
     b = io.BytesIO()
     Image.fromarray(synth(23, 17, seed=14)).save(b, "BMP")
     F["rgb24.bmp"] = b.getvalue()
