@@ -207,12 +207,15 @@ static void detect(const Items *it, Seen *s) {
 
     // Text tower: token embedding [V, W], blocks, projection [W, E].
     s->text_width = (int)dim_of(it, 1, "text.token_embedding.weight");
+    if (s->text_width < 0) s->text_width = (int)dim_of(it, 0, "text.ln_final.weight");
     s->text_layers = count_blocks(it, "text.transformer.resblocks.", ".ln_1.weight");
     s->embed = (int)dim_of(it, 1, "text.text_projection");
 
-    // FastViT: stem.0 in either form; stage widths from mlp.fc2.bias [C].
-    if (dim_of(it, 0, "visual.trunk.stem.0.conv_kxk.0.conv.weight") > 0 ||
-        dim_of(it, 0, "visual.trunk.stem.0.reparam_conv.weight") > 0) {
+    // FastViT: visual.trunk.stages.*; stage widths from mlp.fc2.bias [C].
+    int stages = 0;
+    for (int i = 0; i < it->n && !stages; i++)
+        stages = !strncmp(it->v[i].key, "visual.trunk.stages.", 20);
+    if (stages) {
         s->kind = MC_TRUNK_FASTVIT, s->known_kind = 1;
         for (; s->n_stages < 8; s->n_stages++) {
             char prefix[64], key[128];
@@ -226,15 +229,16 @@ static void detect(const Items *it, Seen *s) {
         return;
     }
 
-    // ViT: class token [1, 1, D]; B has the conv stem, L-14 a patch conv.
-    int64_t d = dim_of(it, 2, "visual.trunk.cls_token");
+    // ViT: width from the first block's norm1 [D]; B has the conv stem
+    // (patch_embed.backbone.*), L-14 a patch conv and norm_pre.
+    int64_t d = dim_of(it, 0, "visual.trunk.blocks.0.norm1.weight");
     if (d > 0) {
         s->vit_width = (int)d;
         s->vit_layers = count_blocks(it, "visual.trunk.blocks.", ".norm1.weight");
-        if (dim_of(it, 0, "visual.trunk.patch_embed.backbone.0.conv.weight") > 0)
-            s->kind = MC_TRUNK_VIT_B_MCI, s->known_kind = 1;
-        else if (dim_of(it, 0, "visual.trunk.patch_embed.proj.weight") > 0)
-            s->kind = MC_TRUNK_VIT_L14, s->known_kind = 1;
+        s->known_kind = 1, s->kind = MC_TRUNK_VIT_L14;
+        for (int i = 0; i < it->n; i++)
+            if (!strncmp(it->v[i].key, "visual.trunk.patch_embed.backbone.", 34))
+                s->kind = MC_TRUNK_VIT_B_MCI;
     }
 }
 
@@ -266,7 +270,7 @@ static void print_model(const Items *it) {
         printf("  text      width %d, %d layers, embed %d\n", s.text_width, s.text_layers,
                s.embed);
     else
-        printf("  text      no text tower keys (text.token_embedding.weight)\n");
+        printf("  text      no text tower keys (text.token_embedding / ln_final)\n");
     if (s.known_kind && s.kind == MC_TRUNK_FASTVIT) {
         printf("  image     FastViT, %d stages, widths", s.n_stages);
         for (int i = 0; i < s.n_stages; i++) printf("%s%d", i ? "," : " ", s.widths[i]);
@@ -278,7 +282,7 @@ static void print_model(const Items *it) {
                s.kind == MC_TRUNK_VIT_B_MCI ? "conv stem" : "patch 14", s.vit_width,
                s.vit_layers);
     } else {
-        printf("  image     no image trunk recognised (visual.trunk.stem / cls_token)\n");
+        printf("  image     no image trunk recognised (visual.trunk.stages / blocks)\n");
     }
 
     // Fused (reparam_conv) or training form (branch keys) image tower.

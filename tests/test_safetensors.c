@@ -366,9 +366,16 @@ static void write_skeleton(const char *path, const McModelConfig *c, int depth_d
     KEY("text.text_projection", "%d,%d", W * E, W, E);
     for (int k = 0; k < c->text.layers; k++)
         KEY("text.transformer.resblocks.%d.ln_1.weight", "%d", W, k, W);
-    KEY("visual.trunk.stem.0.reparam_conv.weight", "%d,3,3,3", fv->widths[0] * 27,
-        fv->widths[0]);
-    for (int i = 0; i < fv->n_stages; i++) {
+    const McVitConfig *vit = &c->image.vit;
+    if (c->image.kind == MC_TRUNK_VIT_B_MCI)
+        KEY("visual.trunk.patch_embed.backbone.0.conv.weight", "%d,3,4,4", 48 * vit->width / 4,
+            vit->width / 4);
+    for (int l = 0; l < (c->image.kind == MC_TRUNK_FASTVIT ? 0 : vit->layers); l++)
+        KEY("visual.trunk.blocks.%d.norm1.weight", "%d", vit->width, l, vit->width);
+    if (c->image.kind == MC_TRUNK_FASTVIT)
+        KEY("visual.trunk.stem.0.reparam_conv.weight", "%d,3,3,3", fv->widths[0] * 27,
+            fv->widths[0]);
+    for (int i = 0; i < (c->image.kind == MC_TRUNK_FASTVIT ? fv->n_stages : 0); i++) {
         int depth = fv->depths[i] + (i == 2 ? depth_delta : 0);
         for (int j = 0; j < depth; j++)
             KEY("visual.trunk.stages.%d.blocks.%d.mlp.fc2.bias", "%d", fv->widths[i], i, j,
@@ -406,16 +413,20 @@ static void test_inspect_cli(void) {
     char path[256];
     snprintf(path, sizeof path, "%s/s0.safetensors", tmpdir);
 
-    // Every configured FastViT model is recognised from its key shapes.
-    const char *fastvits[] = {"MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
-                              "MobileCLIP2-S4"};
-    for (int m = 0; m < 4; m++) {
-        write_skeleton(path, mc_config_find(fastvits[m]), 0);
+    // Every configured model is recognised from its key shapes (the S4
+    // skeleton goes last and its output is checked in detail).
+    const char *models[] = {"MobileCLIP2-B", "MobileCLIP2-L-14", "MobileCLIP2-S0",
+                            "MobileCLIP2-S2", "MobileCLIP2-S3", "MobileCLIP2-S4"};
+    for (int m = 0; m < 6; m++) {
+        const McModelConfig *c = mc_config_find(models[m]);
+        write_skeleton(path, c, 0);
         int rc = run_inspect(bin, path, out, sizeof out);
         char want[64];
-        snprintf(want, sizeof want, "model       %s\n", fastvits[m]);
-        CHECK(rc == 0 && strstr(out, want) && strstr(out, "fused image tower"),
-              "inspect of a %s skeleton (rc %d):\n%s", fastvits[m], rc, out);
+        snprintf(want, sizeof want, "model       %s\n", models[m]);
+        const char *form = c->image.kind == MC_TRUNK_FASTVIT ? "fused image tower"
+                                                             : "ViT image tower";
+        CHECK(rc == 0 && strstr(out, want) && strstr(out, form),
+              "inspect of a %s skeleton (rc %d):\n%s", models[m], rc, out);
     }
     CHECK(strstr(out, "widths 128,256,512,1024,2048, depths 2,12,24,4,4"),
           "S4 stages not reported:\n%s", out);
