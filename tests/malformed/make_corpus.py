@@ -385,6 +385,16 @@ def weights_cases():
         "1 missing, 1 mis-shaped, 1 unexpected")
     pkl = pickle(pdict([(pstr("fc.weight"), ptensor("0", 12, (4, 3), (3, 1)))]))
     put("w_pt_missing.pt", torch_zip(pkl, W), "weights", "missing (2): fc.bias, logit_scale")
+    full_pkl = lambda prefix: pickle(pdict([
+        (pstr(prefix + "fc.weight"), ptensor("0", 12, (4, 3), (3, 1))),
+        (pstr(prefix + "fc.bias"), ptensor("1", 4, (4,), (1,))),
+        (pstr(prefix + "logit_scale"), ptensor("2", 1, (), ()))]))
+    stor = {"0": W["0"], "1": struct.pack("<4f", 1, 2, 3, 4), "2": struct.pack("<f", 4.6)}
+    put("w_pt_module_prefix_ok.pt", torch_zip(full_pkl("module."), stor), "weights", "OK")
+    good_w = torch_zip(full_pkl(""), stor)
+    i = good_w.find(stor["1"])
+    put("w_pt_storage_crc.pt", good_w[:i] + b"\xff" + good_w[i + 1:], "weights",
+        "0 missing, 0 mis-shaped, 0 unexpected, 1 unreadable")
     put("w_pt_list.pt", torch_zip(pickle(b"]")), "weights",
         "the saved object is a list, expected a dict of tensors")
     put("w_pt_no_tensors.pt", torch_zip(pickle(pdict([(pstr("epoch"), pint(3))]))), "weights",
