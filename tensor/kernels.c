@@ -285,6 +285,12 @@ size_t mc_attention_scratch_floats(int T, int HS, int nthreads, int backward) {
     return att_per_thread(T, HS, backward) * (size_t)(nthreads > 0 ? nthreads : 1);
 }
 
+// Worth starting threads: more than one (b, h) pair and more than ~64K
+// multiply-adds in all (below that the fork costs more than the work).
+static int att_parallel(int64_t pairs, int64_t T, int64_t HS) {
+    return pairs > 1 && pairs * T * T * HS > 65536;
+}
+
 // dst [cols, ld] = src^T for src [rows, cols] with row stride lds; entries
 // rows .. ld-1 of each dst row are zeroed.
 static void att_transpose(float *dst, int64_t ld, const float *src, int64_t lds, int rows,
@@ -312,7 +318,7 @@ void mc_attention_forward(float *out, float *att, const float *qkv, const float 
     size_t per = att_per_thread(T, HS, 0);
     if (nthreads < 1) nthreads = 1;
 
-    #pragma omp parallel num_threads(nthreads)
+    #pragma omp parallel num_threads(nthreads) if (att_parallel(B * NH, T, HS))
     {
         float *qs = scratch + per * (size_t)THREAD_ID();
         float *kt = qs + (int64_t)T * HS, *s = kt + HS * Tp, *p_own = s + T * Tp;
@@ -354,7 +360,7 @@ void mc_attention_backward(float *dqkv, const float *dout, const float *qkv,
     size_t per = att_per_thread(T, HS, 1);
     if (nthreads < 1) nthreads = 1;
 
-    #pragma omp parallel num_threads(nthreads)
+    #pragma omp parallel num_threads(nthreads) if (att_parallel(B * NH, T, HS))
     {
         float *qs = scratch + per * (size_t)THREAD_ID();
         float *ks = qs + (int64_t)T * HS, *vt = ks + (int64_t)T * HS, *dp = vt + HS * Tp;
