@@ -21,6 +21,7 @@ static const Command commands[] = {
     {"embed", cli_embed, "text embeddings (and dumps) with a MobileCLIP2 checkpoint"},
     {"inspect", cli_inspect, "list the tensors, metadata and model of a checkpoint or prompt file"},
     {"data", cli_data, "inspect a dataset folder or manifest; data gen writes a test dataset"},
+    {"tokenize", cli_tokenize, "token ids of texts, as open_clip's MobileCLIP2 tokenizer gives them"},
 };
 
 static void usage(FILE *f) {

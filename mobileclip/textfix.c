@@ -581,54 +581,63 @@ static int bad_categories_at(const Text *t, size_t i) {
     return 0;
 }
 
-// Alternatives of BADNESS_RE made of specific characters, at position i.
+// Alternatives of BADNESS_RE made of specific characters, at position i;
+// each check is preceded by the reference pattern it evaluates.
 static int bad_sequences_at(const Text *t, size_t i) {
-    static const uint32_t a_hat[] = {0xC2, 0xC3, 0xCE, 0xD0, 0};              // ÂÃÎÐ
-    static const uint32_t a_hat_next[] = {0x20AC, 0x153, 0x160, 0x161, 0xA2, 0xA3, 0x178,
-        0x17E, 0xA0, 0xAD, 0xAE, 0xA9, 0xB0, 0xB7, 0xBB, 0x2013, 0x2014, 0xB4, 0};
-    static const uint32_t arabic_next[] = {0x178, 0x160, 0xAE, 0xB0, 0xB5, 0xBB, 0};  // ŸŠ®°µ»
-    static const uint32_t cyr4[] = {0x412, 0x413, 0x420, 0x421, 0};           // ВГРС
-    static const uint32_t greek4[] = {0x392, 0x393, 0x39E, 0x39F, 0};         // ΒΓΞΟ
+    typedef const uint32_t Set[];
+    static Set a_hat = {0xC2, 0xC3, 0xCE, 0xD0, 0};                          // ÂÃÎÐ
+    static Set a_hat_next = {0x20AC, 0x153, 0x160, 0x161, 0xA2, 0xA3, 0x178, 0x17E, 0xA0,
+                             0xAD, 0xAE, 0xA9, 0xB0, 0xB7, 0xBB, 0x2013, 0x2014, 0xB4, 0};
+    static Set arabic_next = {0x178, 0x160, 0xAE, 0xB0, 0xB5, 0xBB, 0};       // ŸŠ®°µ»
+    static Set cyr4 = {0x412, 0x413, 0x420, 0x421, 0};                       // ВГРС
+    static Set greek4 = {0x392, 0x393, 0x39E, 0x39F, 0};                     // ΒΓΞΟ
+    static Set a_grave_next = {0xB2, 0xB5, 0xB9, 0xBC, 0xBD, 0xBE, 0};        // ²µ¹¼½¾
+    static Set root_next = {0xB1, 0x2202, 0x2020, 0x2260, 0xAE, 0x2122, 0xB4, 0x2264,
+                            0x2265, 0xA5, 0xB5, 0xF8, 0};                    // ±∂†≠®™´≤≥¥µø
+    static Set quote_a_next = {0xEC, 0xEE, 0xEF, 0xF2, 0xF4, 0xFA, 0xF9, 0xFB, 0x2020,
+                               0xB0, 0xA2, 0x3C0, 0};                        // ìîïòôúùû†°¢π
+    static Set quote_x_next = {0xE0, 0xE4, 0xB0, 0xEA, 0};                    // àä°ê
+    static Set beta_next = {0x2122, 0xA0, 0x386, 0xAD, 0xAE, 0xB0, 0};        // ™ nbsp Ά shy ®°
     const uint32_t arabic_cats = CAT_COMMON | CAT_CURRENCY | CAT_BAD | CAT_NUMERIC | CAT_START;
     const uint32_t mix_cats = CAT_C1 | CAT_BAD | CAT_START | CAT_END | CAT_CURRENCY;
     uint32_t c0 = S(t, i), c1 = S(t, i + 1), c2 = S(t, i + 2), c3 = S(t, i + 3);
-    uint32_t m1 = M(t, i + 1), m2 = M(t, i + 2), m3 = M(t, i + 3);
+    uint32_t m0 = M(t, i), m1 = M(t, i + 1), m2 = M(t, i + 2), m3 = M(t, i + 3);
+    int a_tilde_or_hat1 = c1 == 0xC3 || c1 == 0xC2, a_tilde_or_hat2 = c2 == 0xC3 || c2 == 0xC2;
 
-    if ((c0 == 0x152 || c0 == 0x153) && i + 1 < t->n && !is_ascii_alpha(c1)) return 1;  // [Œœ][^A-Za-z]
-    if ((M(t, i) & CAT_UPPER_ACC) && c1 == 0xB0) return 1;                             // [upper]°
+    // [Œœ][^A-Za-z]   [upper_accented]°   [ÂÃÎÐ][€œŠš¢£Ÿž nbsp shy ®©°·» start end –—´]
+    if ((c0 == 0x152 || c0 == 0x153) && i + 1 < t->n && !is_ascii_alpha(c1)) return 1;
+    if ((m0 & CAT_UPPER_ACC) && c1 == 0xB0) return 1;
     if (one_of(c0, a_hat) && (one_of(c1, a_hat_next) || (m1 & (CAT_START | CAT_END)))) return 1;
-    if (c0 == 0xD7 && (c1 == 0xB2 || c1 == 0xB3)) return 1;                             // ×[²³]
+    // ×[²³]   [ØÙ][arabic][ØÙ][arabic]   à[²µ¹¼½¾]   √[...]   ≈[°¢]
+    if (c0 == 0xD7 && (c1 == 0xB2 || c1 == 0xB3)) return 1;
     if ((c0 == 0xD8 || c0 == 0xD9) && ((m1 & arabic_cats) || one_of(c1, arabic_next)) &&
         (c2 == 0xD8 || c2 == 0xD9) && ((m3 & arabic_cats) || one_of(c3, arabic_next))) return 1;
-    if (c0 == 0xE0 && one_of(c1, (const uint32_t[]){0xB2, 0xB5, 0xB9, 0xBC, 0xBD, 0xBE, 0}))
-        return 1;                                                                     // à[²µ¹¼½¾]
-    if (c0 == 0x221A && one_of(c1, (const uint32_t[]){0xB1, 0x2202, 0x2020, 0x2260, 0xAE,
-                                    0x2122, 0xB4, 0x2264, 0x2265, 0xA5, 0xB5, 0xF8, 0}))
-        return 1;                                                                     // √[...]
-    if (c0 == 0x2248 && (c1 == 0xB0 || c1 == 0xA2)) return 1;                          // ≈[°¢]
-    if (c0 == 0x201A && c1 == 0xC4 && one_of(c2, (const uint32_t[]){0xEC, 0xEE, 0xEF, 0xF2,
-                                    0xF4, 0xFA, 0xF9, 0xFB, 0x2020, 0xB0, 0xA2, 0x3C0, 0}))
-        return 1;                                                                     // ‚Ä[...]
-    if (c0 == 0x201A && (c1 == 0xE2 || c1 == 0xF3) &&
-        one_of(c2, (const uint32_t[]){0xE0, 0xE4, 0xB0, 0xEA, 0})) return 1;            // ‚[âó][àä°ê]
-    if (c0 == 0x432 && c1 == 0x402) return 1;                                          // вЂ
+    if (c0 == 0xE0 && one_of(c1, a_grave_next)) return 1;
+    if (c0 == 0x221A && one_of(c1, root_next)) return 1;
+    if (c0 == 0x2248 && (c1 == 0xB0 || c1 == 0xA2)) return 1;
+    // ‚Ä[ìîïòôúùû†°¢π]   ‚[âó][àä°ê]   вЂ   [ВГРС][c1 bad start end currency °µ][ВГРС]
+    if (c0 == 0x201A && c1 == 0xC4 && one_of(c2, quote_a_next)) return 1;
+    if (c0 == 0x201A && (c1 == 0xE2 || c1 == 0xF3) && one_of(c2, quote_x_next)) return 1;
+    if (c0 == 0x432 && c1 == 0x402) return 1;
     if (one_of(c0, cyr4) && ((m1 & mix_cats) || c1 == 0xB0 || c1 == 0xB5) && one_of(c2, cyr4))
         return 1;
+    // ГўВЂВ.[A-Za-z ]   ('.' is any character but a newline)
     if (c0 == 0x413 && c1 == 0x45E && c2 == 0x412 && c3 == 0x402 && S(t, i + 4) == 0x412 &&
         i + 5 < t->n && S(t, i + 5) != '\n' &&
-        (is_ascii_alpha(S(t, i + 6)) || S(t, i + 6) == ' ')) return 1;                 // ГўВЂВ.[A-Za-z ]
-    if (c0 == 0xC3 && (c1 == 0xA0 || c1 == 0xA1)) return 1;                            // Ã[\xa0¡]
-    if (is_ascii_lower(c0) && i + 1 < t->n && uc_is_space(c1) && (c2 == 0xC3 || c2 == 0xC2) &&
-        c3 == ' ') return 1;                                                          // [a-z]\s[ÃÂ][ ]
-    if (is_ascii_lower(c0) && (c1 == 0xC3 || c1 == 0xC2) && c2 == ' ') return 1;        // [a-z][ÃÂ][ ]
-    if (i == 0 && (c0 == 0xC3 || c0 == 0xC2) && c1 == ' ') return 1;                   // ^[ÃÂ][ ]
-    if ((is_ascii_lower(c0) || (c0 && c0 < 0x80 && strchr(".,?!", (int)c0)) ||
-         (M(t, i) & CAT_END)) && c1 == 0xC2 &&
-        (c2 == ' ' || (m2 & (CAT_START | CAT_END)))) return 1;                          // [..]Â[ ..]
-    if (c0 == 0x3B2 && c1 == 0x20AC &&
-        one_of(c2, (const uint32_t[]){0x2122, 0xA0, 0x386, 0xAD, 0xAE, 0xB0, 0})) return 1;
+        (is_ascii_alpha(S(t, i + 6)) || S(t, i + 6) == ' ')) return 1;
+    // Ã[nbsp ¡]   [a-z]\s?[ÃÂ][ ]   ^[ÃÂ][ ]
+    if (c0 == 0xC3 && (c1 == 0xA0 || c1 == 0xA1)) return 1;
+    if (is_ascii_lower(c0) && i + 1 < t->n && uc_is_space(c1) && a_tilde_or_hat2 && c3 == ' ')
+        return 1;
+    if (is_ascii_lower(c0) && a_tilde_or_hat1 && c2 == ' ') return 1;
+    if (i == 0 && (c0 == 0xC3 || c0 == 0xC2) && c1 == ' ') return 1;
+    // [a-z.,?! end]Â[ start end]
+    if ((is_ascii_lower(c0) || (c0 && c0 < 0x80 && strchr(".,?!", (int)c0)) || (m0 & CAT_END)) &&
+        c1 == 0xC2 && (c2 == ' ' || (m2 & (CAT_START | CAT_END)))) return 1;
+    // β€[™ nbsp Ά shy ®°]   [ΒΓΞΟ][c1 bad start end currency °][ΒΓΞΟ]   ā€
+    if (c0 == 0x3B2 && c1 == 0x20AC && one_of(c2, beta_next)) return 1;
     if (one_of(c0, greek4) && ((m1 & mix_cats) || c1 == 0xB0) && one_of(c2, greek4)) return 1;
-    if (c0 == 0x101 && c1 == 0x20AC) return 1;                                         // ā€
+    if (c0 == 0x101 && c1 == 0x20AC) return 1;
     return 0;
 }
 
@@ -1002,7 +1011,8 @@ static size_t ftfy_unescape_at(const uint32_t *s, size_t n, size_t i, CpBuf *out
     int idx = (int)(e - html_entities);
     for (int q = 0; q < html_entity_upper_n; q++) {
         if (html_entity_upper[q].index != idx) continue;
-        for (int r = 0; r < 3 && html_entity_upper[q].to[r]; r++) cp_push(out, html_entity_upper[q].to[r]);
+        const uint32_t *up = html_entity_upper[q].to;
+        for (int r = 0; r < 3 && up[r]; r++) cp_push(out, up[r]);
         return len;
     }
     push_entity_value(out, e);

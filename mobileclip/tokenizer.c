@@ -121,7 +121,8 @@ static void byte_symbols(uint32_t cp_of_byte[256], int order[256]) {
 static char *read_gz(const char *path, size_t *len, McErr *err) {
     gzFile f = gzopen(path, "rb");
     if (!f) {
-        mc_err(err, "%s: cannot open the BPE vocabulary (weights/download.sh vocab fetches it)", path);
+        mc_err(err, "%s: cannot open the BPE vocabulary (weights/download.sh vocab fetches it)",
+               path);
         return NULL;
     }
     size_t cap = 4u << 20, n = 0;
@@ -510,7 +511,8 @@ char *tok_decode(const Tokenizer *t, const int32_t *ids, int n, size_t *out_len)
     ByteBuf raw = {0}, out = {0};
     for (int k = 0; k < n; k++) {
         if (ids[k] < 0 || ids[k] >= TOK_VOCAB) { bb_free(&raw); return NULL; }
-        for (uint32_t j = 0; j < t->raw_len[ids[k]]; j++) bb_push(&raw, t->raw[t->raw_off[ids[k]] + j]);
+        const uint8_t *r = t->raw + t->raw_off[ids[k]];
+        for (uint32_t j = 0; j < t->raw_len[ids[k]]; j++) bb_push(&raw, r[j]);
     }
     // UTF-8 with replacement, then "</w>" -> " ".
     CpBuf cps = {0};

@@ -61,7 +61,8 @@ int tok_encode(Tokenizer *tok, const char *text, int32_t ids[TOK_CONTEXT]);
 
 // BPE ids of the cleaned text without SOT, EOT or padding (open_clip's
 // SimpleTokenizer.encode), as used to splice class names into prompts.
-// Writes at most max ids; returns the total count.
+// Writes at most max ids (ids may be NULL when max is 0); returns the total
+// count.
 int tok_encode_raw(Tokenizer *tok, const char *text, int32_t *ids, int max);
 
 // Same for a text of len bytes that need not be NUL-terminated.
