@@ -109,6 +109,7 @@ struct FastVit {
     MobileOne final_conv;
     Tensor *head_w, *head_b;   // [E, 2 C_last], [E]
     McParamList params;
+    Graph *scratch[2];         // inference passes (McPass), created on first use
 };
 
 // ---- loading ----
@@ -543,6 +544,7 @@ void fastvit_free(FastVit *m) {
     if (!m) return;
     for (int k = 0; k < m->cfg.n_stages; k++) mc_free(m->stages[k].blocks);
     mc_params_free(&m->params);
+    mc_pass_free(m->scratch);
     mc_free(m);
 }
 
@@ -626,7 +628,8 @@ static Tensor *convmlp_fwd(Graph *g, Tensor *x, const ConvMlp *m) {
 }
 
 // x + gamma1 * proj(attention(norm(x))) with tokens = pixels in row-major order.
-static Tensor *attention_fwd(Graph *g, Tensor *x, const Block *b, int heads, int probe,
+// probe_g: where to put the attention probabilities of this block, or NULL.
+static Tensor *attention_fwd(Graph *g, Tensor *x, const Block *b, int heads, Graph *probe_g,
                              McImageHooks *hooks) {
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], T = H * W;
     float scale = 1.0f / sqrtf((float)ATTN_HEAD_DIM);
@@ -644,7 +647,7 @@ static Tensor *attention_fwd(Graph *g, Tensor *x, const Block *b, int heads, int
 
     // qkv, attention, output projection.
     Tensor *qkv = ag_linear(g, t, b->qkv_w, b->qkv_b);                 // [N, T, 3C]
-    if (probe && hooks) hooks->attn = mc_attn_probs(g, qkv, heads, hooks->attn_head, scale);
+    if (probe_g) hooks->attn = mc_attn_probs(probe_g, qkv, heads, hooks->attn_head, scale);
     Tensor *a = ag_attention(g, qkv, heads, NULL, scale);              // [N, T, C]
     Tensor *o = ag_linear(g, a, b->proj_w, b->proj_b);
 
@@ -655,11 +658,11 @@ static Tensor *attention_fwd(Graph *g, Tensor *x, const Block *b, int heads, int
     return ag_add(g, x, o);
 }
 
-static Tensor *block_fwd(Graph *g, Tensor *x, const Block *b, int heads, int probe,
+static Tensor *block_fwd(Graph *g, Tensor *x, const Block *b, int heads, Graph *probe_g,
                          McImageHooks *hooks) {
     // Token mixer.
     if (b->attn)
-        x = attention_fwd(g, x, b, heads, probe, hooks);
+        x = attention_fwd(g, x, b, heads, probe_g, hooks);
     else
         x = repmixer_fwd(g, x, &b->mixer);
 
@@ -673,45 +676,57 @@ static void dump(McImageHooks *hooks, const char *name, const Tensor *t) {
     if (hooks && hooks->dump) hooks->dump(hooks->dump_ctx, name, t);
 }
 
-Tensor *fastvit_forward(Graph *g, const FastVit *m, Tensor *x, McImageHooks *hooks) {
+Tensor *fastvit_forward(Graph *g, FastVit *m, Tensor *x, McImageHooks *hooks) {
     TENSOR_CHECK_NDIM(x, 4, "fastvit_forward");
     MC_CHECK(x->shape[1] == 3, "fastvit_forward: expected [N, 3, H, W] images, found %lld channels",
              (long long)x->shape[1]);
     char name[32];
+    McPass p;
+    mc_pass_begin(&p, g, m->scratch, x);
     dump(hooks, "image.input", x);
 
     // Stem: stride 4.
-    for (int i = 0; i < 3; i++) x = mobileone_fwd(g, x, &m->stem[i]);
+    for (int i = 0; i < 3; i++) x = mobileone_fwd(p.run, x, &m->stem[i]);
     dump(hooks, "image.stem", x);
+    mc_pass_next(&p);
 
-    // Stages.
+    // Stages: downsample and RepCPE as one unit, then one unit per block.
     for (int k = 0; k < m->cfg.n_stages; k++) {
         const Stage *s = &m->stages[k];
         if (s->has_down) {
-            x = lkconv_fwd(g, x, &s->down_lk);
-            x = mobileone_fwd(g, x, &s->down_pw);
+            x = lkconv_fwd(p.run, x, &s->down_lk);
+            x = mobileone_fwd(p.run, x, &s->down_pw);
         }
         if (s->has_cpe) {
             // RepCPE: x + dwconv7x7(x) + b, or the fused conv with the identity inside.
             if (s->cpe_rw)
-                x = ag_conv2d(g, x, s->cpe_rw, s->cpe_rb, 1, CPE_SIZE / 2, s->dim);
+                x = ag_conv2d(p.run, x, s->cpe_rw, s->cpe_rb, 1, CPE_SIZE / 2, s->dim);
             else
-                x = ag_add(g, x, ag_conv2d(g, x, s->cpe_w, s->cpe_b, 1, CPE_SIZE / 2, s->dim));
+                x = ag_add(p.run, x,
+                           ag_conv2d(p.run, x, s->cpe_w, s->cpe_b, 1, CPE_SIZE / 2, s->dim));
         }
+        if (s->has_down || s->has_cpe) mc_pass_next(&p);
         for (int j = 0; j < s->depth; j++) {
             int probe = hooks && hooks->attn_block == j && hooks->attn_stage == k;
-            x = block_fwd(g, x, &s->blocks[j], s->heads, probe, hooks);
+            x = block_fwd(p.run, x, &s->blocks[j], s->heads, probe ? p.out : NULL, hooks);
+            if (j == s->depth - 1) {
+                snprintf(name, sizeof name, "image.stage.%d", k);
+                dump(hooks, name, x);
+            }
+            mc_pass_next(&p);
         }
-        snprintf(name, sizeof name, "image.stage.%d", k);
-        dump(hooks, name, x);
+        if (s->depth == 0) {
+            snprintf(name, sizeof name, "image.stage.%d", k);
+            dump(hooks, name, x);
+        }
     }
 
     // final_conv, global average pool, projection.
-    x = mobileone_fwd(g, x, &m->final_conv);
+    x = mobileone_fwd(p.run, x, &m->final_conv);
     dump(hooks, "image.final_conv", x);
-    x = ag_avgpool(g, x);
+    x = ag_avgpool(p.run, x);
     dump(hooks, "image.pooled", x);
-    x = ag_linear(g, x, m->head_w, m->head_b);
+    x = mc_pass_end(&p, ag_linear(p.run, x, m->head_w, m->head_b));
     dump(hooks, "image.embed", x);
     return x;
 }

@@ -50,8 +50,9 @@ FastVit *fastvit_load(WeightSet *ws, const char *prefix, const McFastVitConfig *
                       int fuse, McErr *err);
 void     fastvit_free(FastVit *m);
 
-// x [N, 3, S, S] -> [N, E]; hooks may be NULL (see image_tower.h).
-Tensor *fastvit_forward(Graph *g, const FastVit *m, Tensor *x, McImageHooks *hooks);
+// x [N, 3, S, S] -> [N, E]; hooks may be NULL (see image_tower.h).  Not
+// reentrant: inference passes use the trunk's scratch graphs.
+Tensor *fastvit_forward(Graph *g, FastVit *m, Tensor *x, McImageHooks *hooks);
 
 const McParamList *fastvit_params(const FastVit *m);
 int fastvit_fused(const FastVit *m);

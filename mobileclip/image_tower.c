@@ -85,6 +85,47 @@ Tensor *mc_attn_probs(Graph *g, const Tensor *qkv, int heads, int head, float sc
     return p;
 }
 
+// ---- inference passes ----
+
+#define SCRATCH_BYTES ((size_t)1 << 20)   // first block; arenas grow to the peak
+
+void mc_pass_begin(McPass *p, Graph *out, Graph **scratch, const Tensor *x) {
+    int record = out->grad_enabled && x->requires_grad;
+    p->out = out, p->run = out, p->scratch = NULL, p->cur = 0;
+    if (record) return;
+    for (int i = 0; i < 2; i++) {
+        if (!scratch[i]) scratch[i] = ag_graph_new(SCRATCH_BYTES);
+        scratch[i]->grad_enabled = 0;
+        ag_graph_reset(scratch[i]);
+    }
+    p->scratch = scratch;
+    p->run = scratch[0];
+}
+
+void mc_pass_next(McPass *p) {
+    if (!p->scratch) return;
+    // The unit's input lives in the other graph (or is the caller's x).
+    ag_graph_reset(p->scratch[p->cur ^ 1]);
+    p->cur ^= 1;
+    p->run = p->scratch[p->cur];
+}
+
+Tensor *mc_pass_end(McPass *p, Tensor *x) {
+    if (!p->scratch) return x;
+    Tensor *y = ag_tensor(p->out, x->ndim, x->shape);
+    memcpy(y->data, x->data, (size_t)x->n * sizeof(float));
+    ag_graph_reset(p->scratch[0]);
+    ag_graph_reset(p->scratch[1]);
+    return y;
+}
+
+void mc_pass_free(Graph **scratch) {
+    for (int i = 0; i < 2; i++) {
+        ag_graph_free(scratch[i]);
+        scratch[i] = NULL;
+    }
+}
+
 // ---- tower ----
 
 ImageTower *image_tower_load(WeightSet *ws, const McImageConfig *cfg, int fuse, McErr *err) {

@@ -75,6 +75,28 @@ int64_t mc_params_numel(const McParamList *p);
 // g's arena.  Used by the trunks for McImageHooks.attn.
 Tensor *mc_attn_probs(Graph *g, const Tensor *qkv, int heads, int head, float scale);
 
+// Inference memory: when a forward pass records no tape, a trunk runs each
+// unit (stem, downsample, block, head) in one of two scratch graphs and
+// frees the previous unit's intermediates, so a pass holds one unit's
+// activations instead of all of them; the result is copied into the
+// caller's graph.  When the pass records (x requires a gradient and
+// g->grad_enabled), everything stays in the caller's graph for backward.
+typedef struct McPass {
+    Graph  *out;        // the caller's graph: outputs, attention probes
+    Graph  *run;        // where the current unit's ops go
+    Graph **scratch;    // [2] owned by the trunk, or NULL while recording
+    int     cur;
+} McPass;
+
+// scratch points at the trunk's two graph pointers (created on first use).
+void    mc_pass_begin(McPass *p, Graph *out, Graph **scratch, const Tensor *x);
+// The unit that just ran produced the only tensor still needed: drop the
+// previous unit's graph and run the next unit in it.
+void    mc_pass_next(McPass *p);
+// The final tensor, in the caller's graph.
+Tensor *mc_pass_end(McPass *p, Tensor *x);
+void    mc_pass_free(Graph **scratch);
+
 typedef struct ImageTower ImageTower;
 
 // Build the tower of cfg from ws (keys visual.trunk.*); num_batches_tracked
@@ -86,7 +108,8 @@ void        image_tower_free(ImageTower *t);
 
 // x [N, 3, S, S] -> features [N, E] in g's arena.  When x requires a
 // gradient the ops are recorded, so ag_backward_seed(g, out, d_out) fills
-// x->grad.  hooks may be NULL.
+// x->grad.  hooks may be NULL.  Inference passes use scratch graphs owned
+// by the tower (see McPass): one tower must not run two passes at once.
 Tensor *image_tower_forward(Graph *g, ImageTower *t, Tensor *x, McImageHooks *hooks);
 
 // The config the tower was built from, whether it is fused, its embedding

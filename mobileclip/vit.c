@@ -32,6 +32,7 @@ struct Vit {
     Tensor *norm_w, *norm_b;        // [D]
     Tensor *head_w, *head_b;        // [E, D], [E]
     McParamList params;             // everything above except the blocks
+    Graph *scratch[2];              // inference passes (McPass), created on first use
 };
 
 static Tensor *take(WeightSet *ws, McParamList *pl, const char *prefix, const char *suffix,
@@ -147,6 +148,7 @@ void vit_free(Vit *m) {
     for (int l = 0; l < m->cfg.layers; l++) nn_block_free(&m->blocks[l]);
     mc_free(m->blocks);
     mc_params_free(&m->params);
+    mc_pass_free(m->scratch);
     mc_free(m);
 }
 
@@ -193,61 +195,68 @@ static Tensor *cls_rows(Graph *g, const Vit *m, int64_t N) {
     return c;
 }
 
-// Attention probabilities of block l for the hook: qkv of LN1(x), off the tape.
-static void probe_block(Graph *g, const NnBlock *b, Tensor *x, McImageHooks *hooks) {
+// Attention probabilities of a block for the hook: qkv of LN1(x) computed
+// off the tape in g, probabilities kept in out.
+static void probe_block(Graph *g, Graph *out, const NnBlock *b, Tensor *x, McImageHooks *hooks) {
     int rec = g->grad_enabled;
     g->grad_enabled = 0;
     Tensor *h = ag_layernorm(g, x, b->ln1_w, b->ln1_b, b->spec.ln_eps);
     Tensor *qkv = ag_linear(g, h, b->qkv_w, b->qkv_b);
     float scale = 1.0f / sqrtf((float)(b->spec.width / b->spec.heads));
-    hooks->attn = mc_attn_probs(g, qkv, b->spec.heads, hooks->attn_head, scale);
+    hooks->attn = mc_attn_probs(out, qkv, b->spec.heads, hooks->attn_head, scale);
     g->grad_enabled = rec;
 }
 
-Tensor *vit_forward(Graph *g, const Vit *m, Tensor *x, McImageHooks *hooks) {
+Tensor *vit_forward(Graph *g, Vit *m, Tensor *x, McImageHooks *hooks) {
     TENSOR_CHECK_NDIM(x, 4, "vit_forward");
     MC_CHECK(x->shape[1] == 3, "vit_forward: expected [N, 3, H, W] images, found %lld channels",
              (long long)x->shape[1]);
     int64_t N = x->shape[0], D = m->cfg.width, G = m->grid, T = G * G;
     char name[32];
+    McPass p;
+    mc_pass_begin(&p, g, m->scratch, x);
+    Graph *r = p.run;
     dump(hooks, "image.input", x);
 
     // Patch embedding, checked against the grid the position table was built for.
-    Tensor *f = stem_fwd(g, m, x);
+    Tensor *f = stem_fwd(r, m, x);
     MC_CHECK(f->shape[2] == G && f->shape[3] == G,
              "vit_forward: images give a %lldx%lld token grid, the model has %lldx%lld",
              (long long)f->shape[2], (long long)f->shape[3], (long long)G, (long long)G);
     dump(hooks, "image.stem", f);
 
     // [N, D, G, G] -> tokens [N, T, D] in row-major grid order.
-    Tensor *t = ag_permute(g, ag_reshape(g, f, MC_DIMS(N, D, T, 1)), 0, 2, 1, 3);
-    t = ag_reshape(g, t, MC_DIMS(N, T, D));
+    Tensor *t = ag_permute(r, ag_reshape(r, f, MC_DIMS(N, D, T, 1)), 0, 2, 1, 3);
+    t = ag_reshape(r, t, MC_DIMS(N, T, D));
 
     // Class token and position embedding (B: pos on patches only, then cls).
     if (m->cfg.cls_has_pos) {
-        t = ag_concat(g, cls_rows(g, m, N), t, 1);
-        t = ag_add(g, t, m->pos);
+        t = ag_concat(r, cls_rows(r, m, N), t, 1);
+        t = ag_add(r, t, m->pos);
     } else {
-        t = ag_add(g, t, m->pos);
-        t = ag_concat(g, cls_rows(g, m, N), t, 1);
+        t = ag_add(r, t, m->pos);
+        t = ag_concat(r, cls_rows(r, m, N), t, 1);
     }
-    if (m->pre_w) t = ag_layernorm(g, t, m->pre_w, m->pre_b, m->cfg.ln_eps);
+    if (m->pre_w) t = ag_layernorm(r, t, m->pre_w, m->pre_b, m->cfg.ln_eps);
     dump(hooks, "image.tokens", t);
+    mc_pass_next(&p);
 
-    // Transformer blocks.
+    // Transformer blocks, one pass unit each.
     for (int l = 0; l < m->cfg.layers; l++) {
-        if (hooks && hooks->attn_block == l) probe_block(g, &m->blocks[l], t, hooks);
-        t = nn_block_forward(g, &m->blocks[l], t, NULL);
+        if (hooks && hooks->attn_block == l) probe_block(p.run, p.out, &m->blocks[l], t, hooks);
+        t = nn_block_forward(p.run, &m->blocks[l], t, NULL);
         snprintf(name, sizeof name, "image.block.%d", l);
         dump(hooks, name, t);
+        mc_pass_next(&p);
     }
 
     // Final norm, class token, projection.
-    t = ag_layernorm(g, t, m->norm_w, m->norm_b, m->cfg.ln_eps);
+    r = p.run;
+    t = ag_layernorm(r, t, m->norm_w, m->norm_b, m->cfg.ln_eps);
     dump(hooks, "image.norm", t);
-    Tensor *pooled = ag_reshape(g, ag_slice(g, t, 1, 0, 1), MC_DIMS(N, D));
+    Tensor *pooled = ag_reshape(r, ag_slice(r, t, 1, 0, 1), MC_DIMS(N, D));
     dump(hooks, "image.pooled", pooled);
-    Tensor *e = ag_linear(g, pooled, m->head_w, m->head_b);
+    Tensor *e = mc_pass_end(&p, ag_linear(r, pooled, m->head_w, m->head_b));
     dump(hooks, "image.embed", e);
     return e;
 }

@@ -35,7 +35,8 @@ Vit *vit_load(WeightSet *ws, const char *prefix, const McVitConfig *cfg, int ima
 void vit_free(Vit *m);
 
 // x [N, 3, S, S] -> [N, E]; hooks may be NULL (attn_block = layer index).
-Tensor *vit_forward(Graph *g, const Vit *m, Tensor *x, McImageHooks *hooks);
+// Not reentrant: inference passes use the trunk's scratch graphs.
+Tensor *vit_forward(Graph *g, Vit *m, Tensor *x, McImageHooks *hooks);
 
 // Parameter tensors (the blocks' included): i in [0, vit_param_count).
 int     vit_param_count(const Vit *m);

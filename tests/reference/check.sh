@@ -46,7 +46,22 @@ step_text_s0() {
     MCLIP_TEXT_FIXTURE="$OUT/text_s0_full.safetensors" "$TESTS/test_text"
 }
 
-STEPS="text_s0"
+# Full-size MobileCLIP2-S0, S2 and B image towers (two images each): every
+# stage, timm's fused embedding and the input gradient, in both the training
+# and the fused form, compared by tests/test_image_tower.c.
+step_image() {
+    "$PY" tests/reference/gen_image.py --full --out "$OUT" >"$OUT/gen_image.log" 2>&1 ||
+        { tail -n 20 "$OUT/gen_image.log"; return 1; }
+    fx="$OUT/image_s0_full.safetensors:$OUT/image_s2_full.safetensors"
+    MCLIP_IMAGE_FIXTURES="$fx:$OUT/image_b_full.safetensors" "$TESTS/test_image_tower" \
+        >"$OUT/image_all.log" 2>&1
+    rc=$?
+    # Summary: the full-size embeddings and input gradients (all lines in image_all.log).
+    grep -E "^MobileCLIP2.*(embed|d input|fused vs|FAIL)|checks" "$OUT/image_all.log"
+    return $rc
+}
+
+STEPS="text_s0 image"
 
 fail=0
 for s in $STEPS; do
