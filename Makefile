@@ -10,7 +10,7 @@
 #   make info            what was detected
 #
 # Knobs: CC, CFLAGS, BLAS=0|1, OMP=0|1, SIMD=auto|scalar, NATIVE=0|1,
-#        SAN=0|1, BUILD=dir.  Objects go to build/<config>/ so that
+#        SAN=0|1, JPEG=stb|libjpeg, BUILD=dir.  Objects go to build/<config>/ so that
 #        configurations never mix.
 
 CC     ?= cc
@@ -19,9 +19,10 @@ OMP    ?= 1
 SIMD   ?= auto
 NATIVE ?= 0
 SAN    ?= 0
+JPEG   ?= stb
 ARCH   ?= $(shell $(CC) -dumpmachine | cut -d- -f1)
 
-CONFIG := $(ARCH)-blas$(BLAS)-omp$(OMP)-$(SIMD)$(if $(filter 1,$(NATIVE)),-native)$(if $(filter 1,$(SAN)),-san)
+CONFIG := $(ARCH)-blas$(BLAS)-omp$(OMP)-$(SIMD)$(if $(filter 1,$(NATIVE)),-native)$(if $(filter 1,$(SAN)),-san)$(if $(filter libjpeg,$(JPEG)),-libjpeg)
 BUILD  ?= build/$(CONFIG)
 
 OPT      ?= -O2
@@ -33,6 +34,12 @@ LDLIBS   := -lz -lm -lpthread
 ifeq ($(BLAS),1)
   CPPFLAGS += -DMCLIP_BLAS $(shell pkg-config --cflags openblas 2>/dev/null)
   LDLIBS   += -lopenblas
+endif
+# JPEG=libjpeg decodes JPEG with libjpeg-turbo, as PIL does (identical
+# pixels); the default is stb_image (no library needed, within a few levels).
+ifeq ($(JPEG),libjpeg)
+  CPPFLAGS += -DMCLIP_LIBJPEG
+  LDLIBS   += -ljpeg
 endif
 ifeq ($(OMP),1)
   CFLAGS += -fopenmp

@@ -16,6 +16,26 @@
 
 void ds_stbi_clear_failure(void);   // stb_image_impl.c
 
+// JPEG backend: stb_image by default; with MCLIP_LIBJPEG (make JPEG=libjpeg)
+// libjpeg-turbo, the library PIL decodes with, so JPEG pixels are PIL's.
+#ifdef MCLIP_LIBJPEG
+#include <setjmp.h>
+#include <jpeglib.h>
+#define JPEG_LIBJPEG 1
+#else
+#define JPEG_LIBJPEG 0
+#endif
+
+// Room for a decoder's failure reason (libjpeg's JMSG_LENGTH_MAX is 200).
+#define DECODE_WHY_LEN 200
+#ifdef MCLIP_LIBJPEG
+_Static_assert(JMSG_LENGTH_MAX <= DECODE_WHY_LEN, "libjpeg messages must fit");
+#endif
+
+// More scans than this is a decoding-time attack, not a photograph (real
+// progressive files have about 10); PIL has no such limit.
+#define JPEG_MAX_SCANS 1000
+
 // ---- small helpers ----
 
 static uint32_t be32(const uint8_t *p) {
@@ -261,11 +281,14 @@ typedef struct JpegScan {
     int adobe_transform; // its colour transform (0 none/CMYK, 1 YCbCr, 2 YCCK)
 } JpegScan;
 
+// The coding processes we cannot decode (NULL: supported).  libjpeg-turbo
+// also reads sequential and progressive arithmetic coding, as PIL does.
 static const char *jpeg_sof_kind(int m) {
     switch (m) {
     case 0xC3: return "lossless";
     case 0xC5: case 0xC6: case 0xC7: return "hierarchical (differential)";
-    case 0xC9: case 0xCA: case 0xCB: return "arithmetic-coded";
+    case 0xC9: case 0xCA: return JPEG_LIBJPEG ? NULL : "arithmetic-coded";
+    case 0xCB: return "lossless arithmetic-coded";
     case 0xCD: case 0xCE: case 0xCF: return "arithmetic-coded hierarchical";
     default: return NULL;
     }
@@ -346,7 +369,7 @@ static int jpeg_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo 
                 return mc_err(err, "%s: %d-bit JPEG is not supported (8-bit only)", name, s[0]);
             info->h = (int)be16(s + 1), info->w = (int)be16(s + 3);
             info->channels = s[5];
-            info->progressive = m == 0xC2;
+            info->progressive = m == 0xC2 || m == 0xCA;
             sof = 1;
         }
 
@@ -368,7 +391,9 @@ static int jpeg_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo 
         if (m == 0xDA) {
             if (!sof)
                 return mc_err(err, "%s: damaged JPEG: scan before any frame header", name);
-            scans++;
+            if (++scans > JPEG_MAX_SCANS)
+                return mc_err(err, "%s: JPEG with more than %d scans refused (a decoding-time "
+                              "attack; photographs have about 10)", name, JPEG_MAX_SCANS);
             off = jpeg_skip_scan(p, n, off);
             if (off >= n)
                 return mc_err(err, "%s: truncated JPEG: scan %d runs to the end of the file "
@@ -382,11 +407,13 @@ static int jpeg_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo 
         return mc_err(err, "%s: JPEG with a %dx%d frame header (height given by a DNL "
                       "marker) is not supported", name, info->w, info->h);
 
-    // Components: gray, YCbCr/RGB, or Adobe CMYK/YCCK.
+    // Components: gray, YCbCr/RGB, or CMYK/YCCK (stb_image needs the Adobe
+    // marker to read 4 components as CMYK; libjpeg assumes CMYK without it).
     int c = info->channels;
-    if (c == 4 && !(js->adobe && (js->adobe_transform == 0 || js->adobe_transform == 2)))
+    if (c == 4 && !JPEG_LIBJPEG &&
+        !(js->adobe && (js->adobe_transform == 0 || js->adobe_transform == 2)))
         return mc_err(err, "%s: 4-component JPEG without an Adobe CMYK/YCCK marker is not "
-                      "supported", name);
+                      "supported by the stb_image JPEG decoder (build with JPEG=libjpeg)", name);
     if (c != 1 && c != 3 && c != 4)
         return mc_err(err, "%s: JPEG with %d components is not supported (expected 1, 3 or 4)",
                       name, c);
@@ -629,6 +656,121 @@ static uint8_t *decode_gif(const uint8_t *p, int len, const GifScan *gs, int *w,
     return rgb;
 }
 
+#ifdef MCLIP_LIBJPEG
+// libjpeg reports errors through error_exit, which must not return: jump
+// back to the decoder with the message.  Warnings (corrupt-data notes that
+// libjpeg recovers from) are ignored, as PIL ignores them.
+typedef struct JpegErr {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    char *msg;               // [JMSG_LENGTH_MAX] the caller's message buffer
+} JpegErr;
+
+static void jpeg_on_error(j_common_ptr cinfo) {
+    JpegErr *e = (JpegErr *)cinfo->err;
+    (*cinfo->err->format_message)(cinfo, e->msg);
+    longjmp(e->jump, 1);
+}
+
+static void jpeg_on_message(j_common_ptr cinfo) { (void)cinfo; }
+
+// One decoded scanline of C components to RGB: gray replicated; CMYK as
+// PIL's "CMYK;I" unpacking (invert) then cmyk2rgb: with nk = 255 - K,
+// R = nk - round(C * nk / 255), the rounding of PIL's MULDIV255.
+static void jpeg_row_to_rgb(uint8_t *d, const uint8_t *s, int w, int C) {
+    for (int x = 0; x < w; x++, d += 3, s += C) {
+        if (C == 1) {
+            d[0] = d[1] = d[2] = s[0];
+        } else if (C == 3) {
+            d[0] = s[0], d[1] = s[1], d[2] = s[2];
+        } else {
+            int nk = s[3];                       // 255 - (255 - stored K)
+            for (int k = 0; k < 3; k++) {
+                int t = (255 - s[k]) * nk + 128;
+                int v = nk - (((t >> 8) + t) >> 8);
+                d[k] = (uint8_t)(v < 0 ? 0 : v);
+            }
+        }
+    }
+}
+
+// Decode as PIL's JpegDecode sets libjpeg up: default (islow) IDCT, fancy
+// upsampling, output RGB, gray or CMYK by component count.  On failure
+// returns NULL with the reason in msg [JMSG_LENGTH_MAX <= DECODE_WHY_LEN].
+static uint8_t *decode_libjpeg(const uint8_t *p, size_t n, int *w, int *h, char *msg) {
+    struct jpeg_decompress_struct cinfo;
+    JpegErr jerr;
+    uint8_t *volatile rgb = NULL;
+    uint8_t *volatile row = NULL;
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = jpeg_on_error;
+    jerr.pub.output_message = jpeg_on_message;
+    jerr.msg = msg;
+    if (setjmp(jerr.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(rgb), free(row);
+        return NULL;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, p, (unsigned long)n);
+    jpeg_read_header(&cinfo, TRUE);
+    int nc = cinfo.num_components;
+    cinfo.out_color_space = nc == 1 ? JCS_GRAYSCALE : nc == 3 ? JCS_RGB : JCS_CMYK;
+    jpeg_start_decompress(&cinfo);
+
+    // Scanlines, converted to RGB one at a time.
+    int W = (int)cinfo.output_width, H = (int)cinfo.output_height, C = cinfo.output_components;
+    rgb = malloc((size_t)W * H * 3);
+    row = malloc((size_t)W * C);
+    if (!rgb || !row) {
+        jpeg_destroy_decompress(&cinfo);
+        free(rgb), free(row);
+        snprintf(msg, JMSG_LENGTH_MAX, "out of memory");
+        return NULL;
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW r = row;
+        int y = (int)cinfo.output_scanline;
+        jpeg_read_scanlines(&cinfo, &r, 1);
+        jpeg_row_to_rgb(rgb + (size_t)y * W * 3, row, W, C);
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    free(row);
+    *w = W, *h = H;
+    return rgb;
+}
+#endif
+
+// The pixels of a probed file as RGB [h, w, 3] (malloc), or NULL with the
+// decoder's reason in why [DECODE_WHY_LEN].
+static uint8_t *decode_pixels(const uint8_t *p, size_t n, const DsImageInfo *info,
+                              const GifScan *gs, int *w, int *h, char *why) {
+    const char *reason = NULL;
+    uint8_t *rgb;
+    int c;
+    ds_stbi_clear_failure();
+    if (info->format == DS_IMAGE_JPEG) {
+#ifdef MCLIP_LIBJPEG
+        return decode_libjpeg(p, n, w, h, why);
+#else
+        rgb = stbi_load_from_memory(p, (int)n, w, h, &c, 3);
+#endif
+    } else if (info->format == DS_IMAGE_PNG && info->channels == 1 && !info->palette &&
+               info->bits == 16) {
+        rgb = decode_png_gray16(p, (int)n, w, h, &reason);
+    } else if (info->format == DS_IMAGE_GIF) {
+        rgb = decode_gif(p, (int)n, gs, w, h, &reason);
+    } else {
+        rgb = stbi_load_from_memory(p, (int)n, w, h, &c, 3);
+    }
+    if (!rgb) {
+        if (!reason) reason = stbi_failure_reason();
+        snprintf(why, DECODE_WHY_LEN, "%s", reason ? reason : "corrupt data");
+    }
+    return rgb;
+}
+
 int ds_image_decode(const void *data, size_t n, const char *name, const DsImageLimits *lim,
                     DsImage *out, McErr *err) {
     DsImageLimits def;
@@ -655,22 +797,14 @@ int ds_image_decode(const void *data, size_t n, const char *name, const DsImageL
     }
 
     // Decode to RGB with the conversion PIL's convert("RGB") applies.
-    int w = 0, h = 0, c;
-    uint8_t *rgb;
-    const char *why = NULL;
-    ds_stbi_clear_failure();
-    if (info.format == DS_IMAGE_PNG && info.channels == 1 && !info.palette && info.bits == 16)
-        rgb = decode_png_gray16(p, (int)np, &w, &h, &why);
-    else if (info.format == DS_IMAGE_GIF)
-        rgb = decode_gif(p, (int)np, &sc->gif, &w, &h, &why);
-    else
-        rgb = stbi_load_from_memory(p, (int)np, &w, &h, &c, 3);
+    int w = 0, h = 0;
+    char why[DECODE_WHY_LEN];
+    uint8_t *rgb = decode_pixels(p, np, &info, &sc->gif, &w, &h, why);
     free(patched);
     free(sc);
     if (!rgb) {
-        if (!why) why = stbi_failure_reason();
         return mc_err(err, "%s: cannot decode this %dx%d %s (decoder says: %s)", name, info.w,
-                      info.h, ds_image_format_name(info.format), why ? why : "corrupt data");
+                      info.h, ds_image_format_name(info.format), why);
     }
     if (w != info.w || h != info.h) {
         stbi_image_free(rgb);

@@ -6,10 +6,12 @@
 //
 // The format is recognised by its first bytes, never by the file name.  The
 // header is read here (dimensions, bit depth, colour type, JPEG coding
-// process, chunk and marker structure) so that limits are enforced and
-// damaged files are rejected with a clear reason before any pixel buffer is
-// allocated; the pixels are then decoded by stb_image 2.27 (Debian
-// libstb-dev, compiled in stb_image_impl.c).
+// process, chunk and marker structure, Huffman table sizes) so that limits
+// are enforced and damaged files are rejected with a clear reason before
+// any pixel buffer is allocated; the pixels are then decoded by stb_image
+// 2.27 (Debian libstb-dev, compiled in stb_image_impl.c).  With
+// `make JPEG=libjpeg` JPEGs are decoded by libjpeg-turbo instead, set up as
+// PIL sets it up, which gives PIL's JPEG pixels exactly.
 //
 // Conversion to RGB, as PIL's convert("RGB") does it:
 //   - grayscale (1, 2, 4, 8 bit): the value scaled to 0..255 and replicated;
@@ -22,19 +24,26 @@
 //     CLIPS the 16-bit value to 0..255 (so most pixels become 255); that is
 //     reproduced on purpose, since it is what the reference pipeline feeds
 //     the model;
-//   - Adobe CMYK / YCCK JPEG: R = K' * C' / 255 with the stored (inverted)
-//     values, which equals PIL's cmyk2rgb after its "CMYK;I" unpacking;
+//   - CMYK / YCCK JPEG: PIL inverts the stored values ("CMYK;I") and its
+//     cmyk2rgb gives R = (255 - K) - round(C * (255 - K) / 255); stb_image's
+//     K' * C' / 255 on the stored values rounds to the same numbers;
 //   - EXIF orientation is ignored (PIL's open does not apply it).
 //
 // Limitations (checked, reported as errors, never guessed around):
-//   - JPEG: baseline and progressive Huffman, 8-bit, 1, 3 or 4 (Adobe)
-//     components.  Arithmetic-coded, lossless, hierarchical and 12-bit JPEGs
-//     are rejected (PIL's libjpeg-turbo reads arithmetic coding; we do not).
-//     A JPEG must end with its end-of-image marker, as PIL requires.
-//   - JPEG pixels differ slightly from PIL's libjpeg-turbo (a different
-//     IDCT, chroma upsampling and colour conversion rounding); the size of
-//     the difference is measured by tests/test_preprocess.c.  PNG, GIF and
-//     BMP pixels are exact.
+//   - JPEG: baseline and progressive Huffman, 8-bit, 1, 3 or 4 components.
+//     Lossless, hierarchical and 12-bit JPEGs are rejected (PIL cannot read
+//     them either).  A JPEG must end with its end-of-image marker, as PIL
+//     requires; more than 1000 scans are refused (PIL has no such limit).
+//     Only the libjpeg backend reads arithmetic coding and 4-component
+//     JPEGs without an Adobe marker (PIL reads both).
+//   - With stb_image, JPEG pixels differ slightly from PIL's libjpeg-turbo
+//     (another IDCT, chroma upsampling and colour-conversion rounding): on
+//     the test files at most 3 levels for 4:2:0, 4:4:4, gray and CMYK
+//     (mean < 0.1) and 10 levels in the last column pair of 4:2:2 files,
+//     where stb_image's horizontal chroma upsampler weights the two samples
+//     the wrong way round; after resize and crop at most 3 levels.  PNG,
+//     GIF and BMP pixels are exact, and so are JPEG pixels with the
+//     libjpeg backend (same libjpeg-turbo version as PIL's).
 //   - GIF: the first frame only.  Pixels that are transparent or outside the
 //     first frame take the palette colour PIL gives them (the transparent
 //     index, or index 0 when there is none).

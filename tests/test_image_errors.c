@@ -12,6 +12,13 @@
 #define BAD "tests/malformed/images/"
 #define FIX "tests/fixtures/images/"
 
+// libjpeg and stb_image word this failure differently.
+#ifdef MCLIP_LIBJPEG
+#define DQT_REASON "Bogus DQT index 5"
+#else
+#define DQT_REASON "bad DQT type"
+#endif
+
 // File, then up to two phrases its message must contain.
 static const char *const cases[][3] = {
     {"empty.jpg", "empty file (0 bytes)", "expected a JPEG, PNG, GIF or BMP"},
@@ -23,12 +30,11 @@ static const char *const cases[][3] = {
     {"truncated_no_eoi.jpg", "truncated JPEG", "without an end-of-image marker"},
     {"truncated_header.jpg", "truncated JPEG", NULL},
     {"soi_only.jpg", "truncated JPEG", "no marker after the start-of-image"},
-    {"arithmetic.jpg", "arithmetic-coded JPEG (marker FF C9) is not supported", NULL},
     {"twelve_bit.jpg", "12-bit JPEG is not supported", NULL},
     {"giant.jpg", "image is 60000x60000 = 3.35 Gpixel", "above the 64 Mpixel limit"},
     {"bad_huffman_table.jpg", "damaged JPEG: bad Huffman table segment at offset", NULL},
     {"huffman_overflow.jpg", "damaged JPEG: bad Huffman table segment at offset", NULL},
-    {"bad_quant_table.jpg", "cannot decode this 160x120 JPEG (decoder says: bad DQT type)", NULL},
+    {"bad_quant_table.jpg", "cannot decode this 160x120 JPEG (decoder says: " DQT_REASON ")", NULL},
     {"truncated_idat.png", "truncated PNG", "only"},
     {"truncated_signature.png", "truncated PNG: 20 bytes", NULL},
     {"crlf_signature.png", "damaged PNG signature", "text-mode transfer"},
@@ -82,6 +88,20 @@ static void test_files(void) {
         expect_error(path, NULL, cases[i][1], cases[i][2]);
     }
     expect_error(BAD "no_such_file.jpg", NULL, "cannot open", "No such file");
+
+    // Huffman data behind an arithmetic-coding frame marker: PIL's libjpeg
+    // decodes it (to noise), so the libjpeg backend does too; stb_image
+    // cannot read arithmetic coding and says so.
+#ifdef MCLIP_LIBJPEG
+    DsImage im;
+    McErr err;
+    int rc = ds_image_load(BAD "arithmetic.jpg", NULL, &im, &err);
+    CHECK(rc == 0 && im.w == 160 && im.h == 120, "arithmetic.jpg: %s", rc ? err.msg : "size");
+    if (rc == 0) ds_image_free(&im);
+#else
+    expect_error(BAD "arithmetic.jpg", NULL, "arithmetic-coded JPEG (marker FF C9) is not supported",
+                 NULL);
+#endif
     expect_error("tests/malformed/images", NULL, "not a regular file", NULL);
 }
 

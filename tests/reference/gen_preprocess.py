@@ -205,6 +205,11 @@ def make_files():
     F["cmyk.jpg"] = jpg(Image.fromarray(np.concatenate([photo(40, 30, seed=7),
                                                         photo(40, 30, seed=8)[..., :1]], -1), "CMYK"),
                         quality=92)
+    # The same CMYK data without its Adobe marker: PIL (and libjpeg) still
+    # read CMYK; the stb_image backend refuses it.
+    c = F["cmyk.jpg"]
+    a = c.index(b"\xff\xee")
+    F["cmyk_no_adobe.jpg"] = c[:a] + c[a + 2 + struct.unpack(">H", c[a + 2:a + 4])[0]:]
     F["noise420.jpg"] = jpg(Image.fromarray(synth(48, 40, seed=13)), quality=90)
     # EXIF orientation 6 (rotate 90): PIL's open ignores it, so must we.
     exif = Image.Exif()
