@@ -985,10 +985,11 @@ static int tsv_labels(Dataset *ds, const char *file, TsvRow *rows, int64_t n, ch
         n_names = -nd;   // names known, from the labels themselves
         ds_set_names_source(ds, "label names in the manifest");
     }
-    int n_classes = n_names >= 0 ? n_names : -n_names;
+    // Labels are indices unless they are names (then every label is a name).
+    int n_classes = n_names >= 0 ? n_names : -n_names, names_only = n_names < 0;
     for (int64_t i = 0; i < n && !rc; i++) {
         long long v;
-        if (!parse_int(rows[i].label, &v)) {
+        if (!names_only && !parse_int(rows[i].label, &v)) {
             if (v < 0 || v >= DS_MAX_CLASSES || (n_classes && v >= n_classes))
                 rc = mc_err(err, "%s:%d: label %lld out of range (0..%d)", file, rows[i].line,
                             v, (n_classes ? n_classes : DS_MAX_CLASSES) - 1);

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../datasets/dataset.h"
+#include "../datasets/matfile.h"
 #include "../mobileclip/json.h"
 #include "../mobileclip/safetensors.h"
 #include "../mobileclip/torch_pt.h"
@@ -101,6 +103,37 @@ static int run_weights(const char *path, McErr *err) {
     return rc;
 }
 
+// Level-5 MAT: open, then convert every numeric variable.
+static int run_mat(const char *path, McErr *err) {
+    MatFile *m = mat_open(path, err);
+    if (!m) return -1;
+    int rc = 0;
+    for (int i = 0; i < mat_count(m) && !rc; i++) {
+        const MatVar *v = mat_at(m, i);
+        double *vals;
+        int64_t n;
+        if (v->mclass < MX_DOUBLE) continue;
+        rc = mat_get_f64(m, v->name, &vals, &n, err);
+        if (!rc) free(vals);
+    }
+    mat_close(m);
+    return rc;
+}
+
+// CoOp split_zhou_*.json (images are not opened).
+static int run_split_json(const char *path, McErr *err) {
+    Dataset *ds = ds_load_coop_json(path, DIR, err);
+    ds_free(ds);
+    return ds ? 0 : -1;
+}
+
+// Classification TSV manifest.
+static int run_tsv(const char *path, McErr *err) {
+    Dataset *ds = ds_load_tsv(path, NULL, NULL, err);
+    ds_free(ds);
+    return ds ? 0 : -1;
+}
+
 static const struct {
     const char *kind;
     int (*run)(const char *path, McErr *err);
@@ -109,6 +142,9 @@ static const struct {
     {"safetensors", run_safetensors},
     {"pt", run_pt},
     {"weights", run_weights},
+    {"mat", run_mat},
+    {"split_json", run_split_json},
+    {"tsv", run_tsv},
 };
 
 // ---- manifest ----
