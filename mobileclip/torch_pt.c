@@ -1209,7 +1209,9 @@ static const void *tensor_bytes(const PtFile *f, const PtTensor *t, void **tmp, 
     if (t->contiguous) return t->storage + (size_t)t->offset * isz;
 
     // Walk the index odometer, moving the storage position by the strides.
-    unsigned char *buf = malloc((size_t)(t->numel ? t->numel : 1) * isz);
+    size_t bytes;
+    unsigned char *buf = mc_mul_ok((size_t)(t->numel ? t->numel : 1), isz, &bytes)
+                             ? malloc(bytes) : NULL;
     if (!buf) {
         mc_err(err, "%s: out of memory copying a strided tensor", f->path);
         return NULL;
