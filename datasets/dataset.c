@@ -1287,6 +1287,61 @@ static int read_ids(const char *path, const MatFile *m, const char *var, int64_t
     return 0;
 }
 
+// Flowers102's two MAT files: labels[n] in 1..k (k = the largest label),
+// and the three id vectors, ids in 1..n and disjoint.
+typedef struct {
+    int64_t *labels, n;
+    int      k;
+    int64_t *ids[3], nid[3];
+} FlowersMats;
+
+static const char *FLOWER_SETS[3] = {"trnid", "valid", "tstid"};
+
+static void flowers_mats_free(FlowersMats *f) {
+    mc_free(f->labels);
+    for (int s = 0; s < 3; s++) mc_free(f->ids[s]);
+}
+
+static int flowers_read_mats(const char *lp, const char *sp, FlowersMats *f, McErr *err) {
+    memset(f, 0, sizeof *f);
+    int rc = 0;
+
+    // labels 1..K for images 1..n.
+    MatFile *m = mat_open(lp, err);
+    if (!m) return -1;
+    rc = read_ids(lp, m, "labels", &f->labels, &f->n, err);
+    mat_close(m);
+    for (int64_t i = 0; i < f->n && !rc; i++) {
+        if (f->labels[i] < 1 || f->labels[i] > DS_MAX_CLASSES)
+            rc = mc_err(err, "%s: labels[%lld] = %lld, expected 1..102", lp, (long long)i,
+                        (long long)f->labels[i]);
+        else if (f->labels[i] > f->k) f->k = (int)f->labels[i];
+    }
+
+    // trnid / valid / tstid: ids 1..n, disjoint.
+    m = rc ? NULL : mat_open(sp, err);
+    if (!rc && !m) rc = -1;
+    for (int s = 0; s < 3 && !rc; s++)
+        rc = read_ids(sp, m, FLOWER_SETS[s], &f->ids[s], &f->nid[s], err);
+    mat_close(m);
+    char *used = mc_calloc((size_t)f->n + 1, 1);
+    for (int s = 0; s < 3 && !rc; s++) {
+        for (int64_t i = 0; i < f->nid[s] && !rc; i++) {
+            int64_t id = f->ids[s][i];
+            if (id < 1 || id > f->n)
+                rc = mc_err(err, "%s: %s[%lld] = %lld, expected an image id in 1..%lld", sp,
+                            FLOWER_SETS[s], (long long)i, (long long)id, (long long)f->n);
+            else if (used[id])
+                rc = mc_err(err, "%s: image id %lld appears twice (in %s and %s)", sp,
+                            (long long)id, FLOWER_SETS[used[id] - 1], FLOWER_SETS[s]);
+            else used[id] = (char)(s + 1);
+        }
+    }
+    mc_free(used);
+    if (rc) flowers_mats_free(f);
+    return rc;
+}
+
 Dataset *ds_load_flowers102(const char *root, const DsOptions *opt, McErr *err) {
     DsOptions none = {0};
     if (!opt) opt = &none;
@@ -1298,77 +1353,39 @@ Dataset *ds_load_flowers102(const char *root, const DsOptions *opt, McErr *err) 
     }
     join_buf(lp, r, "imagelabels.mat");
     join_buf(sp, r, "setid.mat");
-    int64_t *labels = NULL, *ids[3] = {NULL, NULL, NULL}, n = 0, nid[3] = {0, 0, 0};
-    static const char *vars[3] = {"trnid", "valid", "tstid"};
-    Dataset *ds = NULL;
-    int rc = 0;
-
-    // labels 1..K for images 1..n.
-    MatFile *m = mat_open(lp, err);
-    if (!m) return NULL;
-    rc = read_ids(lp, m, "labels", &labels, &n, err);
-    mat_close(m);
-    if (rc) return NULL;
-    int k = 0;
-    for (int64_t i = 0; i < n && !rc; i++) {
-        if (labels[i] < 1 || labels[i] > DS_MAX_CLASSES)
-            rc = mc_err(err, "%s: labels[%lld] = %lld, expected 1..102", lp, (long long)i,
-                        (long long)labels[i]);
-        else if (labels[i] > k) k = (int)labels[i];
-    }
-
-    // trnid / valid / tstid: ids 1..n, disjoint.
-    m = rc ? NULL : mat_open(sp, err);
-    if (!rc && !m) rc = -1;
-    for (int s = 0; s < 3 && !rc; s++) rc = read_ids(sp, m, vars[s], &ids[s], &nid[s], err);
-    mat_close(m);
-    char *used = mc_calloc((size_t)n + 1, 1);
-    for (int s = 0; s < 3 && !rc; s++) {
-        for (int64_t i = 0; i < nid[s] && !rc; i++) {
-            int64_t id = ids[s][i];
-            if (id < 1 || id > n)
-                rc = mc_err(err, "%s: %s[%lld] = %lld, expected an image id in 1..%lld", sp,
-                            vars[s], (long long)i, (long long)id, (long long)n);
-            else if (used[id])
-                rc = mc_err(err, "%s: image id %lld appears twice (in %s and %s)", sp,
-                            (long long)id, vars[used[id] - 1], vars[s]);
-            else used[id] = (char)(s + 1);
-        }
-    }
-    mc_free(used);
+    FlowersMats fm;
+    if (flowers_read_mats(lp, sp, &fm, err)) return NULL;
+    int k = fm.k, rc = 0;
 
     // Items in trnid, valid, tstid order; names from the options,
     // cat_to_name.json, or the shipped list.
-    if (!rc) {
-        ds = ds_new("flowers102", "flowers102-native", join_buf(tmp, r, "jpg"), r);
-        const char *form = opt->names_form ? opt->names_form : "coop";
-        const char *shipped = ds_classnames_file("flowers102", form, jp, sizeof jp);
-        char cat[DS_PATH_MAX];
-        join_buf(cat, r, "cat_to_name.json");
-        if (opt->classnames) rc = names_from_file(ds, opt->classnames, k, err);
-        else if (!strcmp(form, "paper") && (!shipped || k != 102))
-            rc = mc_err(err, "%s: the paper's Flowers102 names need 102 classes and "
-                        "datasets/classnames/flowers102_paper.txt (found %d classes%s)", r, k,
-                        shipped ? "" : ", no names file");
-        else if (strcmp(form, "paper") && ds_is_file(cat))
-            rc = names_from_cat_to_name(ds, cat, k, err);
-        else if (shipped && k == 102) rc = names_from_file(ds, shipped, k, err);
-        else {
-            for (int c = 1; c <= k; c++) {
-                snprintf(tmp, sizeof tmp, "%d", c);
-                ds_add_class(ds, tmp);
-            }
-            ds_set_names_source(ds, "label numbers (no class-name list found)");
+    Dataset *ds = ds_new("flowers102", "flowers102-native", join_buf(tmp, r, "jpg"), r);
+    const char *form = opt->names_form ? opt->names_form : "coop";
+    const char *shipped = ds_classnames_file("flowers102", form, jp, sizeof jp);
+    char cat[DS_PATH_MAX];
+    join_buf(cat, r, "cat_to_name.json");
+    if (opt->classnames) rc = names_from_file(ds, opt->classnames, k, err);
+    else if (!strcmp(form, "paper") && (!shipped || k != 102))
+        rc = mc_err(err, "%s: the paper's Flowers102 names need 102 classes and "
+                    "datasets/classnames/flowers102_paper.txt (found %d classes%s)", r, k,
+                    shipped ? "" : ", no names file");
+    else if (strcmp(form, "paper") && ds_is_file(cat))
+        rc = names_from_cat_to_name(ds, cat, k, err);
+    else if (shipped && k == 102) rc = names_from_file(ds, shipped, k, err);
+    else {
+        for (int c = 1; c <= k; c++) {
+            snprintf(tmp, sizeof tmp, "%d", c);
+            ds_add_class(ds, tmp);
         }
-        for (int s = 0; s < 3 && !rc; s++)
-            for (int64_t i = 0; i < nid[s]; i++) {
-                snprintf(tmp, sizeof tmp, "image_%05lld.jpg", (long long)ids[s][i]);
-                ds_add_item(ds, tmp, (int)labels[ids[s][i] - 1] - 1, s + 1);
-            }
-        if (!rc) rc = check_no_empty_class(ds, lp, err);
+        ds_set_names_source(ds, "label numbers (no class-name list found)");
     }
-    mc_free(labels);
-    for (int s = 0; s < 3; s++) mc_free(ids[s]);
+    for (int s = 0; s < 3 && !rc; s++)
+        for (int64_t i = 0; i < fm.nid[s]; i++) {
+            snprintf(tmp, sizeof tmp, "image_%05lld.jpg", (long long)fm.ids[s][i]);
+            ds_add_item(ds, tmp, (int)fm.labels[fm.ids[s][i] - 1] - 1, s + 1);
+        }
+    if (!rc) rc = check_no_empty_class(ds, lp, err);
+    flowers_mats_free(&fm);
     if (rc) {
         ds_free(ds);
         return NULL;
@@ -1571,7 +1588,9 @@ static void sun_class_name(const char *path, int paper, char *out, size_t cap) {
     snprintf(tmp, sizeof tmp, "%s", p);
     char *parts[16];
     int np = 0;
-    for (char *t = strtok(tmp, "/"); t && np < 16; t = strtok(NULL, "/")) parts[np++] = t;
+    char *save = NULL;
+    for (char *t = strtok_r(tmp, "/", &save); t && np < 16; t = strtok_r(NULL, "/", &save))
+        parts[np++] = t;
     out[0] = 0;
     size_t len = 0;
     for (int i = 0; i < np; i++) {
@@ -1581,6 +1600,46 @@ static void sun_class_name(const char *path, int paper, char *out, size_t cap) {
     }
     if (paper)
         for (char *c = out; *c; c++) if (*c == '_') *c = ' ';
+}
+
+// ClassName.txt: one "/a/abbey" path per line; label = line order.
+static int sun_read_classes(const char *cn, char ***out, int *n_out, McErr *err) {
+    char *text;
+    size_t len;
+    if (ds_read_file(cn, DS_MAX_TEXT, &text, &len, err)) return -1;
+    Lines it;
+    lines_init(&it, text, len, cn);
+    const char *s;
+    size_t sl;
+    int r, rc = 0, np = 0, cap = 0;
+    char **paths = NULL;
+    while (!rc && (r = lines_next(&it, &s, &sl, err)) == 1) {
+        while (sl && (s[sl - 1] == ' ' || s[sl - 1] == '\t')) sl--;
+        if (!sl) continue;
+        if (sl < 4 || s[0] != '/' || s[2] != '/' || !islower((unsigned char)s[1])) {
+            rc = mc_err(err, "%s:%d: expected a class path like /a/abbey, found '%.*s'", cn,
+                        it.line, (int)sl, s);
+            break;
+        }
+        if (np == cap) {
+            cap = cap ? 2 * cap : 512;
+            char **npaths = mc_malloc((size_t)cap * sizeof *npaths);
+            if (np) memcpy(npaths, paths, (size_t)np * sizeof *npaths);
+            mc_free(paths);
+            paths = npaths;
+        }
+        paths[np++] = dup_n(s, sl);
+    }
+    if (r < 0) rc = -1;
+    mc_free(text);
+    if (!rc && !np) rc = mc_err(err, "%s: no classes", cn);
+    if (rc) {
+        ds_names_free(paths, np);
+        return -1;
+    }
+    *out = paths;
+    *n_out = np;
+    return 0;
 }
 
 Dataset *ds_load_sun397(const char *root, const DsOptions *opt, McErr *err) {
@@ -1599,40 +1658,12 @@ Dataset *ds_load_sun397(const char *root, const DsOptions *opt, McErr *err) {
     }
     int paper = opt->names_form && !strcmp(opt->names_form, "paper");
     join_buf(img, r, "SUN397");
-    char *text;
-    size_t len;
-    if (ds_read_file(cn, DS_MAX_TEXT, &text, &len, err)) return NULL;
+    char **paths = NULL;
+    int np = 0, rc = 0;
+    if (sun_read_classes(cn, &paths, &np, err)) return NULL;
     Dataset *ds = ds_new("sun397", "sun397-native", img, r);
     ds_set_names_source(ds, paper ? "ClassName.txt (tanganke form)" : "ClassName.txt (CoOp form)");
-
-    // ClassName.txt: "/a/abbey" lines; label = line order.
-    Lines it;
-    lines_init(&it, text, len, cn);
-    const char *s;
-    size_t sl;
-    int rr, rc = 0;
-    char **paths = NULL;
-    int np = 0, cap = 0;
     char nm[1024];
-    while (!rc && (rr = lines_next(&it, &s, &sl, err)) == 1) {
-        while (sl && (s[sl - 1] == ' ' || s[sl - 1] == '\t')) sl--;
-        if (!sl) continue;
-        if (sl < 4 || s[0] != '/' || s[2] != '/' || !islower((unsigned char)s[1])) {
-            rc = mc_err(err, "%s:%d: expected a class path like /a/abbey, found '%.*s'", cn,
-                        it.line, (int)sl, s);
-            break;
-        }
-        if (np == cap) {
-            cap = cap ? 2 * cap : 512;
-            char **npaths = mc_malloc((size_t)cap * sizeof *npaths);
-            if (np) memcpy(npaths, paths, (size_t)np * sizeof *npaths);
-            mc_free(paths);
-            paths = npaths;
-        }
-        paths[np++] = dup_n(s, sl);
-    }
-    if (rr < 0) rc = -1;
-    mc_free(text);
     StrMap map;
     map_init(&map, (size_t)np);
     for (int c = 0; c < np && !rc; c++) {
@@ -1641,7 +1672,6 @@ Dataset *ds_load_sun397(const char *root, const DsOptions *opt, McErr *err) {
         if (map_put(&map, paths[c], c) >= 0)
             rc = mc_err(err, "%s: class '%s' listed twice", cn, paths[c]);
     }
-    if (!rc && !np) rc = mc_err(err, "%s: no classes", cn);
 
     // Training_NN -> train, Testing_NN -> test; without partition files,
     // every image of every class folder (split none).
