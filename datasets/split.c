@@ -239,13 +239,11 @@ int ds_split_coop(Dataset *ds, uint64_t seed, int all, double p_train, double p_
     groups_build(ds, all ? -1 : DS_NONE, &g);
     int rc = 0;
 
-    // Per class in label order: shuffle, round(n*p_train) train,
-    // round(n*p_val) val (rint = Python's round half to even), rest test.
-    for (int c = 0; c < ds->n_classes && !rc; c++) {
-        int k = -1;
-        for (int q = 0; q < g.n_groups; q++)
-            if (g.glabel[q] == c) k = q;
-        if (k < 0) continue;
+    // Per class, groups in first-appearance order (Dassl's defaultdict):
+    // shuffle, round(n*p_train) train, round(n*p_val) val (rint = Python's
+    // round half to even), rest test.
+    for (int k = 0; k < g.n_groups && !rc; k++) {
+        int c = g.glabel[k];
         int64_t n = g.start[k + 1] - g.start[k], *idx = g.idx + g.start[k];
         int64_t n_train = (int64_t)rint((double)n * p_train);
         int64_t n_val = (int64_t)rint((double)n * p_val);

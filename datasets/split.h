@@ -11,7 +11,9 @@
 //           bucket and take the first k, then shuffle the selection once.
 //           Val is the whole val split.
 //   coop    Per class 50/20/30 (round half to even, as Python's round)
-//           after a shuffle; SUN397's Training file 80/20 into train/val.
+//           after a shuffle, classes taken in first-appearance order as
+//           Dassl's defaultdict yields them; SUN397's Training file 80/20
+//           into train/val.
 //           Few-shot: Dassl's generate_fewshot_dataset - items grouped by
 //           label in first-appearance order, random.sample(group, k) per
 //           group (all of a group with fewer than k items), train then

@@ -191,6 +191,16 @@ static void test_splits(void) {
     CHECK(ds->items[10].split == first_split, "coop split is deterministic");
     ds_free(ds);
 
+    // The exact assignment CPython gives (random.seed(1), Dassl's loop over
+    // labels in first-appearance order): 2 1 3 2 1 1 3 1 3 3 1.
+    int l11[11] = {1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1}, want11[11] = {2, 1, 3, 2, 1, 1, 3, 1, 3, 3, 1};
+    ds = make_ds(2, 11, l11, NULL);
+    CHECK(ds_split_coop(ds, 1, 1, 0.5, 0.2, &err) == 0, "coop split 11: %s", err.msg);
+    int same = 1;
+    for (int i = 0; i < 11; i++) same &= ds->items[i].split == want11[i];
+    CHECK(same, "coop split equals CPython's assignment");
+    ds_free(ds);
+
     // A class too small for a non-empty test part is an error.
     int two[2] = {0, 0};
     ds = make_ds(1, 2, two, NULL);
