@@ -127,7 +127,7 @@ $(BUILD)/tests/%: tests/%.c $(TESTHOBJ) $(LIB)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -DMC_CFLAGS='"$(strip $(CFLAGS))"' $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # Run every test program; tests/run.sh prints one line per program and a
 # closing "N passed, N failed" line, and fails if any failed.

@@ -5,6 +5,7 @@
 // the GEMM depth.  Reference: PyTorch 1.13 nn.Conv2d / F.conv2d semantics.
 #include "conv.h"
 #include "gemm.h"
+#include "simd.h"
 
 #include <string.h>
 
@@ -115,49 +116,38 @@ static const ConvDwKernels *const conv_dw_built[] = {
 };
 #define CONV_DW_NBUILT (int)(sizeof conv_dw_built / sizeof conv_dw_built[0])
 
-static const ConvDwKernels *g_dw;
+// Forced by conv_dw_use_isa, else NULL: follow mc_isa() (tensor/simd.h),
+// which picks the best variant for this CPU or the one MCLIP_ISA names.
+static const ConvDwKernels *g_dw_forced;
 
-// 1 if this CPU can run code built for isa.
-static int conv_isa_runs(const char *isa) {
-    if (!strcmp(isa, "scalar")) return 1;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (!strcmp(isa, "avx2")) return avx2;
-    if (!strcmp(isa, "avx512"))
-        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-#endif
-#if defined(__aarch64__)
-    if (!strcmp(isa, "neon")) return 1;
-#endif
-    return 0;
+static const ConvDwKernels *conv_dw_built_named(const char *isa) {
+    for (int i = 0; i < CONV_DW_NBUILT; i++)
+        if (!strcmp(conv_dw_built[i]->isa, isa)) return conv_dw_built[i];
+    return NULL;
 }
 
 int conv_dw_use_isa(const char *isa) {
-    for (int i = 0; i < CONV_DW_NBUILT; i++)
-        if (!strcmp(conv_dw_built[i]->isa, isa) && conv_isa_runs(isa)) {
-            g_dw = conv_dw_built[i];
-            return 0;
-        }
-    return -1;
+    if (!isa) {
+        g_dw_forced = NULL;
+        return 0;
+    }
+    const ConvDwKernels *k = conv_dw_built_named(isa);
+    if (!k || !mc_isa_lookup(isa)) return -1;
+    g_dw_forced = k;
+    return 0;
 }
 
 static const ConvDwKernels *conv_dw(void) {
-    if (!g_dw) {
-        g_dw = conv_dw_built[0];
-        for (int i = CONV_DW_NBUILT - 1; i > 0; i--)
-            if (conv_isa_runs(conv_dw_built[i]->isa)) {
-                g_dw = conv_dw_built[i];
-                break;
-            }
-    }
-    return g_dw;
+    if (g_dw_forced) return g_dw_forced;
+    const ConvDwKernels *k = conv_dw_built_named(mc_isa_name());
+    return k ? k : &conv_dw_kernels_scalar;
 }
 
 const char *conv_dw_isa(void) { return conv_dw()->isa; }
 
 // ---- depthwise path ----
+
+#define DW_MAX_PHASES 16
 
 // Geometry of the split planes (conv.h) and the per-thread scratch.
 typedef struct DwPlan {
@@ -168,6 +158,9 @@ typedef struct DwPlan {
     size_t split;      // s*s*plane floats: one split plane
     size_t per_thread; // floats of scratch per thread
     size_t head;       // floats reserved for the tap offsets
+    // Phase-row columns v in [lo[q], hi[q]) come from the image (stride <=
+    // DW_MAX_PHASES; larger strides compute them per row).
+    int lo[DW_MAX_PHASES], hi[DW_MAX_PHASES];
 } DwPlan;
 
 static void dw_plan(DwPlan *d, const ConvShape *s, int passes) {
@@ -175,8 +168,11 @@ static void dw_plan(DwPlan *d, const ConvShape *s, int passes) {
     d->Hq = s->Ho + (s->kH - 1) / s->stride;
     d->Wq = s->Wo + (s->kW - 1) / s->stride;
     d->L = (s->Ho * d->Wq + CONV_DW_BLOCK - 1) / CONV_DW_BLOCK * CONV_DW_BLOCK;
-    // A tap reads at most (a/s)*Wq + b/s + L - 1 < Hq*Wq + Wq + BLOCK.
-    d->plane = (int)round16((size_t)d->Hq * d->Wq + d->Wq + CONV_DW_BLOCK);
+    // Backward sweeps read at most (a/s)*Wq + b/s + L - 1 < Hq*Wq + Wq +
+    // BLOCK; forward tiles at most (Hq + TILE_ROWS - 1)*Wq + TILE_W.
+    size_t need_bwd = (size_t)d->Hq * d->Wq + d->Wq + CONV_DW_BLOCK;
+    size_t need_fwd = (size_t)(d->Hq + CONV_DW_TILE_ROWS) * d->Wq + CONV_DW_TILE_W;
+    d->plane = (int)round16(need_bwd > need_fwd ? need_bwd : need_fwd);
     d->ntap = s->kH * s->kW;
     d->m = s->Cout / s->Cin;
     d->split = (size_t)d->s * d->s * d->plane;
@@ -186,6 +182,8 @@ static void dw_plan(DwPlan *d, const ConvShape *s, int passes) {
     if (passes & CONV_PASS_BWD_W)
         d->per_thread += (size_t)d->m * d->ntap * CONV_DW_BLOCK;
     d->per_thread = round16(d->per_thread);
+    for (int q = 0; q < d->s && q < DW_MAX_PHASES; q++)
+        valid_range(d->Wq, d->s, q - s->pad, s->W, &d->lo[q], &d->hi[q]);
 }
 
 // Tap offsets off[a*kW + b] = phase(a%s, b%s)*plane + (a/s)*Wq + b/s.
@@ -197,31 +195,80 @@ static void dw_offsets(int *off, const DwPlan *d, const ConvShape *s) {
         }
 }
 
+static void dw_geom(ConvDwGeom *g, const DwPlan *d, const ConvShape *s, const int *off) {
+    g->Ho = s->Ho, g->Wo = s->Wo;
+    g->s = d->s, g->kH = s->kH, g->kW = s->kW;
+    g->Wq = d->Wq, g->plane = d->plane;
+    g->L = d->L, g->ntap = d->ntap, g->off = off;
+}
+
+// d0[v] = src[2v], d1[v] = src[2v + 1] for v < n, in whole blocks of 16
+// so that the compiler turns them into vector shuffles.
+__attribute__((noinline)) static void deinterleave2(float *restrict d0, float *restrict d1,
+                                                    const float *restrict src, int n) {
+    int v = 0;
+    for (; v + 16 <= n; v += 16)
+        for (int j = 0; j < 16; j++) {
+            d0[v + j] = src[2 * (size_t)(v + j)];
+            d1[v + j] = src[2 * (size_t)(v + j) + 1];
+        }
+    for (; v < n; v++) d0[v] = src[2 * (size_t)v], d1[v] = src[2 * (size_t)v + 1];
+}
+
+// One phase row: row[v] = x_row[v*st + q - pad] where that lies in [0, W),
+// else 0, for v < Wq; [skip_lo, skip_hi) is left alone (already filled).
+static void dw_split_row(float *row, const float *x_row, int q, const DwPlan *d,
+                         const ConvShape *s, int skip_lo, int skip_hi) {
+    int st = d->s, lo, hi;
+    if (q < DW_MAX_PHASES) lo = d->lo[q], hi = d->hi[q];
+    else valid_range(d->Wq, st, q - s->pad, s->W, &lo, &hi);
+    const float *src = x_row + (q - s->pad);
+    memset(row, 0, (size_t)lo * sizeof(float));
+    if (st == 1) {
+        memcpy(row + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+    } else {
+        // Left of the skipped range, then right of it.
+        int a = hi < skip_lo ? hi : skip_lo, b = lo > skip_hi ? lo : skip_hi;
+        for (int v = lo; v < a; v++) row[v] = src[(size_t)v * st];
+        for (int v = b; v < hi; v++) row[v] = src[(size_t)v * st];
+    }
+    memset(row + hi, 0, (size_t)(d->Wq - hi) * sizeof(float));
+}
+
 // xs = the split planes of one input plane x_c [H, W] (see conv.h).
 static void dw_split(float *xs, const float *x_c, const DwPlan *d, const ConvShape *s) {
     int st = d->s;
-    for (int r = 0; r < st; r++)
-        for (int q = 0; q < st; q++) {
-            float *dst = xs + (size_t)(r * st + q) * d->plane;
-            int lo, hi;
-            valid_range(d->Wq, st, q - s->pad, s->W, &lo, &hi);
-            for (int u = 0; u < d->Hq; u++) {
-                float *row = dst + (size_t)u * d->Wq;
-                int ih = u * st + r - s->pad;
-                if (ih < 0 || ih >= s->H) {
-                    memset(row, 0, (size_t)d->Wq * sizeof(float));
-                    continue;
-                }
-                // Zeros left of the image, the strided pixels, zeros right.
-                const float *xrow = x_c + (size_t)ih * s->W + (q - s->pad);
-                for (int v = 0; v < lo; v++) row[v] = 0.0f;
-                for (int v = lo; v < hi; v++) row[v] = xrow[(size_t)v * st];
-                for (int v = hi; v < d->Wq; v++) row[v] = 0.0f;
+    size_t used = (size_t)d->Hq * d->Wq;
+    for (int r = 0; r < st; r++) {
+        for (int u = 0; u < d->Hq; u++) {
+            int ih = u * st + r - s->pad;
+            float *row_r = xs + (size_t)r * st * d->plane + (size_t)u * d->Wq;
+            // Rows above or below the image are zero in every column phase.
+            if (ih < 0 || ih >= s->H) {
+                for (int q = 0; q < st; q++)
+                    memset(row_r + (size_t)q * d->plane, 0, (size_t)d->Wq * sizeof(float));
+                continue;
             }
-            // Slack after the plane, read only by junk outputs.
-            size_t used = (size_t)d->Hq * d->Wq;
-            memset(dst + used, 0, (d->plane - used) * sizeof(float));
+            const float *x_row = x_c + (size_t)ih * s->W;
+            int vl = 0, vh = 0;
+            if (st == 2) {
+                // Columns where both phases are inside: one shuffle pass.
+                vl = d->lo[0] > d->lo[1] ? d->lo[0] : d->lo[1];
+                vh = d->hi[0] < d->hi[1] ? d->hi[0] : d->hi[1];
+                if (vh > vl)
+                    deinterleave2(row_r + vl, row_r + d->plane + vl,
+                                  x_row + 2 * (size_t)vl - s->pad, vh - vl);
+                else
+                    vl = vh = 0;
+            }
+            for (int q = 0; q < st; q++)
+                dw_split_row(row_r + (size_t)q * d->plane, x_row, q, d, s, vl, vh);
         }
+        // Slack after each plane, read only by junk outputs.
+        for (int q = 0; q < st; q++)
+            memset(xs + (size_t)(r * st + q) * d->plane + used, 0,
+                   (d->plane - used) * sizeof(float));
+    }
 }
 
 // dyf [L] = dy_o [Ho, Wo] laid out with row length Wq, zeros elsewhere.
@@ -240,7 +287,8 @@ static void dw_forward(float *y, const float *x, const float *w, const float *bi
     dw_plan(&d, s, CONV_PASS_FWD);
     int *off = (int *)work;
     dw_offsets(off, &d, s);
-    ConvDwGeom g = {.L = d.L, .ntap = d.ntap, .off = off};
+    ConvDwGeom g;
+    dw_geom(&g, &d, s, off);
     const ConvDwKernels *k = conv_dw();
     int64_t NC = (int64_t)s->N * s->Cin;
     size_t HW = (size_t)s->H * s->W, P = (size_t)s->Ho * s->Wo;
@@ -250,17 +298,12 @@ static void dw_forward(float *y, const float *x, const float *w, const float *bi
     #pragma omp parallel for schedule(static) num_threads(mc_threads())
     for (int64_t nc = 0; nc < NC; nc++) {
         float *xs = work + d.head + (size_t)CONV_THREAD_ID() * d.per_thread;
-        float *yf = xs + d.split;
         int64_t n = nc / s->Cin, c = nc % s->Cin;
         dw_split(xs, x + (size_t)nc * HW, &d, s);
         for (int mi = 0; mi < d.m; mi++) {
             int64_t o = c * d.m + mi;
-            k->fwd(yf, xs, w + o * d.ntap, bias ? bias[o] : 0.0f, &g);
-            // Keep the first Wo of every Wq-long row.
             float *y_no = y + ((size_t)n * s->Cout + (size_t)o) * P;
-            for (int i = 0; i < s->Ho; i++)
-                memcpy(y_no + (size_t)i * s->Wo, yf + (size_t)i * d.Wq,
-                       (size_t)s->Wo * sizeof(float));
+            k->fwd(y_no, xs, w + o * d.ntap, bias ? bias[o] : 0.0f, &g);
         }
     }
 }
@@ -291,7 +334,8 @@ static void dw_backward_x(float *dx, const float *dy, const float *w, const Conv
     dw_plan(&d, s, CONV_PASS_BWD_X);
     int *off = (int *)work;
     dw_offsets(off, &d, s);
-    ConvDwGeom g = {.L = d.L, .ntap = d.ntap, .off = off};
+    ConvDwGeom g;
+    dw_geom(&g, &d, s, off);
     const ConvDwKernels *k = conv_dw();
     int64_t NC = (int64_t)s->N * s->Cin;
     size_t HW = (size_t)s->H * s->W, P = (size_t)s->Ho * s->Wo;
@@ -318,7 +362,8 @@ static void dw_backward_w(float *dw, const float *dy, const float *x, const Conv
     dw_plan(&d, s, CONV_PASS_BWD_W);
     int *off = (int *)work;
     dw_offsets(off, &d, s);
-    ConvDwGeom g = {.L = d.L, .ntap = d.ntap, .off = off};
+    ConvDwGeom g;
+    dw_geom(&g, &d, s, off);
     const ConvDwKernels *k = conv_dw();
     size_t HW = (size_t)s->H * s->W, P = (size_t)s->Ho * s->Wo;
     size_t lanes = (size_t)d.ntap * CONV_DW_BLOCK;

@@ -113,12 +113,25 @@ void avgpool_backward(float *dx, const float *dy, int64_t NC, int64_t HW);
 // (a, b) of the kernel then reads phase (a % s, b % s) at the offset
 // off[a*kW + b] = phase*plane + (a/s)*Wq + b/s from the output position
 // i*Wq + j, so every tap is a contiguous sweep over the "flattened" output
-// plane of Ho rows of Wq (the last Wq - Wo columns of each row are junk and
-// dropped).  L = Ho*Wq rounded up to CONV_DW_BLOCK.
+// plane of Ho rows of Wq (the last Wq - Wo columns of each row are junk).
+//
+// The forward kernel works on tiles of CONV_DW_TILE_W output columns by R
+// output rows (R <= CONV_DW_TILE_ROWS, chosen per ISA to fill the vector
+// registers): one load of an input row segment feeds every tap row that
+// reads it, for all R output rows, so each multiply-add costs about one
+// load of a broadcast weight instead of two loads.  Tiles may read up to
+// CONV_DW_TILE_ROWS rows and CONV_DW_TILE_W columns past the plane: the
+// slack.  The backward kernels sweep the flat plane, L = Ho*Wq rounded up
+// to CONV_DW_BLOCK.
 
-#define CONV_DW_BLOCK 64   // flat outputs held in registers per step
+#define CONV_DW_BLOCK 64      // flat outputs per step of the backward kernels
+#define CONV_DW_TILE_W 16     // output columns per forward tile
+#define CONV_DW_TILE_ROWS 8   // most output rows per forward tile (any ISA)
 
 typedef struct ConvDwGeom {
+    int Ho, Wo;       // output plane
+    int s, kH, kW;    // stride, kernel
+    int Wq, plane;    // phase-plane row length, floats per phase plane
     int L;            // flat outputs per plane (multiple of CONV_DW_BLOCK)
     int ntap;         // kH * kW
     const int *off;   // [ntap] tap offsets into the split plane (see above)
@@ -126,17 +139,18 @@ typedef struct ConvDwGeom {
 
 typedef struct ConvDwKernels {
     const char *isa;
-    // yf [L] = bias + sum_t w[t] * xs[off[t] + i]
-    void (*fwd)(float *yf, const float *xs, const float *w, float bias, const ConvDwGeom *g);
+    // y_o [Ho, Wo] = bias + sum_{a,b} w[a*kW + b] * xs[off[a*kW + b] + i*Wq + j]
+    void (*fwd)(float *y_o, const float *xs, const float *w, float bias, const ConvDwGeom *g);
     // dxs[off[t] + i] += w[t] * dyf[i]   for every tap t, i < L
     void (*bwd_x)(float *dxs, const float *dyf, const float *w, const ConvDwGeom *g);
     // acc [ntap, CONV_DW_BLOCK]: acc[t][j] += sum_k dyf[k*BLOCK + j] * xs[off[t] + k*BLOCK + j]
     void (*bwd_w)(float *acc, const float *dyf, const float *xs, const ConvDwGeom *g);
 } ConvDwKernels;
 
-// Select the depthwise kernels by ISA name ("scalar", "avx2", "avx512",
-// "neon"); returns 0, or -1 when that ISA is not built or not supported by
-// this CPU.  The default is the best one available.
+// Force the depthwise kernels of one ISA ("scalar", "avx2", "avx512",
+// "neon"), for tests and benchmarks; returns 0, or -1 when that ISA is not
+// built or not supported by this CPU.  NULL returns to the default: the
+// variant mc_isa() chose (tensor/simd.h; MCLIP_ISA overrides it).
 int conv_dw_use_isa(const char *isa);
 // Name of the ISA in use.
 const char *conv_dw_isa(void);

@@ -12,6 +12,7 @@
 
 #include "../autograd/autograd.h"
 #include "../tensor/conv.h"
+#include "../tensor/simd.h"
 #include "util/check.h"
 #include "util/gradcheck.h"
 
@@ -400,7 +401,6 @@ static void test_isas(void) {
                    (size_t)s.Cout * s.kH * s.kW, (size_t)s.Cout};
     float *x = new_floats(n[1], 1), *w = new_floats(n[2], 1), *b = new_floats(n[3], 1);
     float *dy = new_floats(n[0], 1);
-    const char *best = conv_dw_isa();
     float *ref[4];
     CHECK(conv_dw_use_isa("scalar") == 0, "the scalar depthwise kernels are not available");
     run_threads(mc_threads(), &c, ref, x, w, b, dy);
@@ -422,7 +422,9 @@ static void test_isas(void) {
         }
     }
     for (int k = 0; k < 4; k++) mc_free(ref[k]);
-    CHECK(conv_dw_use_isa(best) == 0, "could not restore the %s kernels", best);
+    CHECK(conv_dw_use_isa(NULL) == 0, "could not return to the default kernels");
+    CHECK(!strcmp(conv_dw_isa(), mc_isa_name()), "depthwise kernels %s do not follow mc_isa %s",
+          conv_dw_isa(), mc_isa_name());
     printf("depthwise kernels in use: %s\n", conv_dw_isa());
     mc_free(x), mc_free(w), mc_free(b), mc_free(dy);
 }

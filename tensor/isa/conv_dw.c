@@ -1,98 +1,147 @@
 // conv_dw.c - depthwise convolution plane kernels, compiled once per ISA.
 //
 // The Makefile builds this file with -DMC_ISA=<isa> and that ISA's flags
-// (scalar, avx2, avx512 on x86-64; scalar, neon on aarch64).  The code is
-// plain C: every inner loop runs over CONV_DW_BLOCK contiguous floats, fully
-// unrolled, so the compiler keeps the block in vector registers (4 zmm, 8
-// ymm or 16 NEON q registers) and streams the input with unaligned loads.
-// See tensor/conv.h for the split-plane layout and the formulas.
+// (scalar, avx2, avx512 on x86-64; scalar, neon on aarch64); the code is
+// written once against the vector macros of tensor/simd.h (MC_VW lanes per
+// mc_vf; the scalar variant has MC_VW = 1 and the same loops on floats).
+// See tensor/conv.h for the split-plane layout, the tiles and the formulas.
 //
-// Numerics: the scalar build multiplies and adds separately (the project
-// compiles with ISO C contraction rules, so nothing is fused); builds whose
-// ISA has FMA (avx2, avx512, aarch64) fuse with fmaf, which changes the last
-// bit.  Summation order is fixed in every build: taps in order t = 0..ntap-1,
-// weight-gradient lanes summed over blocks in order.
+// Numerics: mc_vfma fuses where the ISA has FMA (avx2, avx512, neon) and is
+// a separate multiply and add in the scalar variant, so variants differ in
+// the last bits.  Within a variant the summation order is fixed and does
+// not depend on the thread count: forward taps in the order (row phase,
+// column tap, tap row); weight-gradient lanes over blocks in order.
 #include <math.h>
 
 #include "../conv.h"
+#include "../simd.h"
 
-#ifndef MC_ISA
-#define MC_ISA scalar
-#endif
+#define CDW_NV (CONV_DW_TILE_W / MC_VW)   // vectors per forward tile row
+#define CDW_BV (CONV_DW_BLOCK / MC_VW)    // vectors per backward block
 
-#define CDW_CAT2(a, b) a##_##b
-#define CDW_CAT(a, b) CDW_CAT2(a, b)
-#define CDW_NAME(f) CDW_CAT(f, MC_ISA)
-
-// Numeric id of MC_ISA, so the preprocessor can test it.
-#define CDW_ID_scalar 0
-#define CDW_ID_avx2   1
-#define CDW_ID_avx512 2
-#define CDW_ID_neon   3
-#define CDW_ISA_ID CDW_CAT(CDW_ID, MC_ISA)
-
-// acc + a * b, fused where the ISA has FMA.
-#if CDW_ISA_ID != 0 && (defined(__FMA__) || defined(__aarch64__))
-#define CDW_MAC(acc, a, b) fmaf((a), (b), (acc))
+// Output rows per forward tile: enough independent accumulators to hide
+// the FMA latency without spilling (avx512: 8 zmm, avx2: 4 x 2 ymm, neon:
+// 4 x 4 q registers).
+#if MC_ISA_ID == MC_ISA_ID_avx512
+#define CDW_ROWS 8
+#elif MC_ISA_ID == MC_ISA_ID_avx2 || MC_ISA_ID == MC_ISA_ID_neon
+#define CDW_ROWS 4
 #else
-#define CDW_MAC(acc, a, b) ((acc) + (a) * (b))
+#define CDW_ROWS 1
 #endif
 
-#define B CONV_DW_BLOCK
+// acc[t] += sum_{ar < na} w_col[ar*wstep] * src[(t + ar)*Wq + 0..TILE_W)
+// for the tile rows t: one column tap b of one row phase.  Phase row u of
+// the tile feeds tile row t through tap row ar = u - t, so every input
+// segment is loaded once and multiplied into every tile row that reads it
+// (one broadcast weight per multiply-add instead of two loads).  Inlined
+// with a constant na the u and t loops unroll completely and the range
+// test disappears; with a run-time na it stays a branch.
+static inline __attribute__((always_inline)) void
+cdw_column(mc_vf acc[CDW_ROWS][CDW_NV], const float *src, const float *w_col, int na,
+           int Wq, int wstep) {
+#pragma GCC unroll 24
+    for (int u = 0; u < CDW_ROWS + na - 1; u++) {
+        mc_vf v[CDW_NV];
+#pragma GCC unroll 16
+        for (int q = 0; q < CDW_NV; q++) v[q] = mc_vload(src + (size_t)u * Wq + q * MC_VW);
+#pragma GCC unroll 8
+        for (int t = 0; t < CDW_ROWS; t++) {
+            int ar = u - t;
+            if (ar < 0 || ar >= na) continue;
+            mc_vf wv = mc_vset1(w_col[ar * wstep]);
+#pragma GCC unroll 16
+            for (int q = 0; q < CDW_NV; q++) acc[t][q] = mc_vfma(wv, v[q], acc[t][q]);
+        }
+    }
+}
 
-// yf [L] = bias + sum_t w[t] * xs[off[t] + i]: one block of B outputs at a
-// time, taps innermost so the block stays in registers.
-static void cdw_fwd(float *yf, const float *xs, const float *w, float bias,
+// y_o [Ho, Wo] = bias + sum_{a,b} w[a][b] * x_phase(a%s, b%s)[i + a/s][j + b/s]
+// on tiles of CDW_ROWS rows x CONV_DW_TILE_W columns; taps in the order
+// (row phase r, column tap b, tap row ar) with a = r + s*ar.
+static void cdw_fwd(float *y_o, const float *xs, const float *w, float bias,
                     const ConvDwGeom *g) {
-    const int *off = g->off;
-    for (int i0 = 0; i0 < g->L; i0 += B) {
-        float acc[B];
-        for (int j = 0; j < B; j++) acc[j] = bias;
-        for (int t = 0; t < g->ntap; t++) {
-            const float *src = xs + off[t] + i0;
-            float wt = w[t];
-#pragma GCC unroll 64
-            for (int j = 0; j < B; j++) acc[j] = CDW_MAC(acc[j], wt, src[j]);
+    const int s = g->s, Wq = g->Wq, kW = g->kW;
+    for (int i0 = 0; i0 < g->Ho; i0 += CDW_ROWS) {
+        for (int j0 = 0; j0 < g->Wo; j0 += CONV_DW_TILE_W) {
+            mc_vf acc[CDW_ROWS][CDW_NV];
+#pragma GCC unroll 8
+            for (int t = 0; t < CDW_ROWS; t++)
+#pragma GCC unroll 16
+                for (int q = 0; q < CDW_NV; q++) acc[t][q] = mc_vset1(bias);
+
+            for (int r = 0; r < s && r < g->kH; r++) {
+                int na = (g->kH - 1 - r) / s + 1;      // tap rows a = r, r+s, ...
+                for (int b = 0; b < kW; b++) {
+                    const float *src = xs + (size_t)(r * s + b % s) * g->plane +
+                                       (size_t)i0 * Wq + j0 + b / s;
+                    const float *w_col = w + (size_t)r * kW + b;
+                    // Constant tap counts for the kernels in use (k <= 7).
+                    switch (na) {
+                    case 1: cdw_column(acc, src, w_col, 1, Wq, s * kW); break;
+                    case 2: cdw_column(acc, src, w_col, 2, Wq, s * kW); break;
+                    case 3: cdw_column(acc, src, w_col, 3, Wq, s * kW); break;
+                    case 4: cdw_column(acc, src, w_col, 4, Wq, s * kW); break;
+                    case 5: cdw_column(acc, src, w_col, 5, Wq, s * kW); break;
+                    case 7: cdw_column(acc, src, w_col, 7, Wq, s * kW); break;
+                    default: cdw_column(acc, src, w_col, na, Wq, s * kW); break;
+                    }
+                }
+            }
+
+            // Store the tile rows and columns that lie inside the output.
+            int nj = g->Wo - j0 < CONV_DW_TILE_W ? g->Wo - j0 : CONV_DW_TILE_W;
+#pragma GCC unroll 8
+            for (int t = 0; t < CDW_ROWS; t++) {
+                if (i0 + t >= g->Ho) break;
+                float *dst = y_o + (size_t)(i0 + t) * g->Wo + j0;
+                if (nj == CONV_DW_TILE_W) {
+#pragma GCC unroll 16
+                    for (int q = 0; q < CDW_NV; q++) mc_vstore(dst + q * MC_VW, acc[t][q]);
+                } else {
+                    float tmp[CONV_DW_TILE_W];
+#pragma GCC unroll 16
+                    for (int q = 0; q < CDW_NV; q++) mc_vstore(tmp + q * MC_VW, acc[t][q]);
+                    for (int j = 0; j < nj; j++) dst[j] = tmp[j];
+                }
+            }
         }
-        for (int j = 0; j < B; j++) yf[i0 + j] = acc[j];
     }
 }
 
-// dxs[off[t] + i] += w[t] * dyf[i]: the transpose of cdw_fwd, tap by tap
-// (taps overlap in dxs, so the tap loop stays outside and in order).
+// dxs[off[t] + i] += w[t] * dyf[i]: the transpose of the forward, tap by
+// tap over the flat plane (taps overlap in dxs, so they run in order).
 static void cdw_bwd_x(float *dxs, const float *dyf, const float *w, const ConvDwGeom *g) {
-    const int *off = g->off;
     for (int t = 0; t < g->ntap; t++) {
-        float *dst = dxs + off[t];
-        float wt = w[t];
-        for (int i0 = 0; i0 < g->L; i0 += B) {
-#pragma GCC unroll 64
-            for (int j = 0; j < B; j++) dst[i0 + j] = CDW_MAC(dst[i0 + j], wt, dyf[i0 + j]);
-        }
+        float *dst = dxs + g->off[t];
+        mc_vf wv = mc_vset1(w[t]);
+        for (int i = 0; i < g->L; i += MC_VW)
+            mc_vstore(dst + i, mc_vfma(wv, mc_vload(dyf + i), mc_vload(dst + i)));
     }
 }
 
-// acc[t][j] += sum over blocks k of dyf[k*B + j] * xs[off[t] + k*B + j]:
-// per-lane partial sums of the weight gradient, reduced by the caller.
+// acc[t][j] += sum over blocks k of dyf[k*B + j] * xs[off[t] + k*B + j]
+// (B = CONV_DW_BLOCK): per-lane partial sums of the weight gradient, held
+// in registers across the plane and reduced by the caller in lane order.
 static void cdw_bwd_w(float *acc, const float *dyf, const float *xs, const ConvDwGeom *g) {
-    const int *off = g->off;
     for (int t = 0; t < g->ntap; t++) {
-        const float *src = xs + off[t];
-        float a[B];
-        for (int j = 0; j < B; j++) a[j] = acc[t * B + j];
-        for (int i0 = 0; i0 < g->L; i0 += B) {
+        const float *src = xs + g->off[t];
+        float *acc_t = acc + (size_t)t * CONV_DW_BLOCK;
+        mc_vf a[CDW_BV];
 #pragma GCC unroll 64
-            for (int j = 0; j < B; j++) a[j] = CDW_MAC(a[j], dyf[i0 + j], src[i0 + j]);
-        }
-        for (int j = 0; j < B; j++) acc[t * B + j] = a[j];
+        for (int q = 0; q < CDW_BV; q++) a[q] = mc_vload(acc_t + q * MC_VW);
+        for (int i0 = 0; i0 < g->L; i0 += CONV_DW_BLOCK)
+#pragma GCC unroll 64
+            for (int q = 0; q < CDW_BV; q++)
+                a[q] = mc_vfma(mc_vload(dyf + i0 + q * MC_VW), mc_vload(src + i0 + q * MC_VW),
+                               a[q]);
+#pragma GCC unroll 64
+        for (int q = 0; q < CDW_BV; q++) mc_vstore(acc_t + q * MC_VW, a[q]);
     }
 }
 
-#define CDW_STR2(x) #x
-#define CDW_STR(x) CDW_STR2(x)
-
-const ConvDwKernels CDW_NAME(conv_dw_kernels) = {
-    .isa = CDW_STR(MC_ISA),
+const ConvDwKernels MC_CAT(conv_dw_kernels_, MC_ISA) = {
+    .isa = MC_ISA_NAME,
     .fwd = cdw_fwd,
     .bwd_x = cdw_bwd_x,
     .bwd_w = cdw_bwd_w,
