@@ -163,6 +163,25 @@ typedef struct DwPlan {
     int lo[DW_MAX_PHASES], hi[DW_MAX_PHASES];
 } DwPlan;
 
+// A stride-1 depthwise conv with a square kernel and pad <= k-1 has as its
+// input gradient another one: d x_c = sum over the channel's outputs o of
+// conv(d y_o, w_o flipped) with pad k-1-p, because
+//   dx[i][j] = sum_{a,b} w[a][b] dy[i+p-a][j+p-b]
+//            = sum_{a,b} w[k-1-a][k-1-b] dy[i-(k-1-p)+a][j-(k-1-p)+b].
+// So it runs on the fast forward tiles instead of the scatter kernel.
+static int dw_transposable(const ConvShape *s) {
+    return s->stride == 1 && s->kH == s->kW && s->pad <= s->kH - 1;
+}
+
+// The shape of that transposed conv: d y [Ho, Wo] in, d x [H, W] out.
+static void dw_transposed(ConvShape *t, const ConvShape *s) {
+    *t = *s;
+    t->H = s->Ho, t->W = s->Wo;
+    t->Ho = s->H, t->Wo = s->W;
+    t->pad = s->kH - 1 - s->pad;
+    t->Cout = t->Cin;
+}
+
 static void dw_plan(DwPlan *d, const ConvShape *s, int passes) {
     d->s = s->stride;
     d->Hq = s->Ho + (s->kH - 1) / s->stride;
@@ -176,12 +195,21 @@ static void dw_plan(DwPlan *d, const ConvShape *s, int passes) {
     d->ntap = s->kH * s->kW;
     d->m = s->Cout / s->Cin;
     d->split = (size_t)d->s * d->s * d->plane;
-    d->head = round16((size_t)d->ntap);
+    d->head = round16(2 * (size_t)d->ntap);   // tap offsets of two geometries
     // Split plane + flat output/gradient plane (+ lane sums for d w).
     d->per_thread = d->split + (size_t)d->L;
     if (passes & CONV_PASS_BWD_W)
         d->per_thread += (size_t)d->m * d->ntap * CONV_DW_BLOCK;
     d->per_thread = round16(d->per_thread);
+    // d x by the transposed forward: split d y plane, d x plane, flipped w.
+    if ((passes & CONV_PASS_BWD_X) && dw_transposable(s)) {
+        ConvShape t;
+        DwPlan dt;
+        dw_transposed(&t, s);
+        dw_plan(&dt, &t, CONV_PASS_FWD);
+        size_t need = round16(dt.split) + round16((size_t)s->H * s->W) + round16(dt.ntap);
+        if (need > d->per_thread) d->per_thread = need;
+    }
     for (int q = 0; q < d->s && q < DW_MAX_PHASES; q++)
         valid_range(d->Wq, d->s, q - s->pad, s->W, &d->lo[q], &d->hi[q]);
 }
@@ -328,8 +356,48 @@ static void dw_unsplit_add(float *dx_c, const float *dxs, const DwPlan *d,
     }
 }
 
+// d x via the transposed forward (see dw_transposable).
+static void dw_backward_x_transposed(float *dx, const float *dy, const float *w,
+                                     const ConvShape *s, float *work) {
+    DwPlan d, dt;
+    ConvShape t;
+    dw_plan(&d, s, CONV_PASS_BWD_X);
+    dw_transposed(&t, s);
+    dw_plan(&dt, &t, CONV_PASS_FWD);
+    int *off = (int *)work + d.ntap;
+    dw_offsets(off, &dt, &t);
+    ConvDwGeom g;
+    dw_geom(&g, &dt, &t, off);
+    const ConvDwKernels *k = conv_dw();
+    int64_t NC = (int64_t)s->N * s->Cin;
+    size_t HW = (size_t)s->H * s->W, P = (size_t)s->Ho * s->Wo;
+    int kk = d.ntap;
+
+    // Each (image, input channel) adds its m output channels in order.
+    #pragma omp parallel for schedule(static) num_threads(mc_threads())
+    for (int64_t nc = 0; nc < NC; nc++) {
+        float *dys = work + d.head + (size_t)CONV_THREAD_ID() * d.per_thread;
+        float *dx_t = dys + round16(dt.split);
+        float *wf = dx_t + round16(HW);
+        int64_t n = nc / s->Cin, c = nc % s->Cin;
+        float *dx_c = dx + (size_t)nc * HW;
+        for (int mi = 0; mi < d.m; mi++) {
+            int64_t o = c * d.m + mi;
+            // wf = w_o rotated by 180 degrees; dx_t = conv(dy_o, wf).
+            for (int i = 0; i < kk; i++) wf[i] = w[o * kk + (kk - 1 - i)];
+            dw_split(dys, dy + ((size_t)n * s->Cout + (size_t)o) * P, &dt, &t);
+            k->fwd(dx_t, dys, wf, 0.0f, &g);
+            for (size_t i = 0; i < HW; i++) dx_c[i] += dx_t[i];
+        }
+    }
+}
+
 static void dw_backward_x(float *dx, const float *dy, const float *w, const ConvShape *s,
                           float *work) {
+    if (dw_transposable(s)) {
+        dw_backward_x_transposed(dx, dy, w, s, work);
+        return;
+    }
     DwPlan d;
     dw_plan(&d, s, CONV_PASS_BWD_X);
     int *off = (int *)work;
