@@ -582,7 +582,8 @@ static int probe(const uint8_t *p, size_t n, const char *name, const DsImageLimi
     if (px > (double)lim->max_pixels)
         return mc_err(err, "%s: image is %dx%d = %s, above the %s limit "
                       "(DsImageLimits.max_pixels)", name, info->w, info->h,
-                      pixels_str(px, a, sizeof a), pixels_str((double)lim->max_pixels, b, sizeof b));
+                      pixels_str(px, a, sizeof a),
+                      pixels_str((double)lim->max_pixels, b, sizeof b));
     if (info->w > max_side || info->h > max_side)
         return mc_err(err, "%s: image is %dx%d, a side above the %d-pixel limit "
                       "(DsImageLimits.max_side)", name, info->w, info->h, max_side);

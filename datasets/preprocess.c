@@ -27,10 +27,12 @@ static int half_round_even(int d) {
 void ds_prep_geometry(DsPrepGeom *g, int w, int h, int S) {
     MC_CHECK(w > 0 && h > 0 && S > 0, "preprocess: %dx%d image, S = %d", w, h, S);
 
-    // Short side -> S, long side int(S * long / short); exact in int64.
+    // Short side -> S, long side int(S * long / short): the float quotient
+    // Python truncates never crosses an integer, so int64 division is exact.
+    // (When the short side is S this gives back the input size, and
+    // torchvision returns the image untouched.)
     int short_side = w <= h ? w : h, long_side = w <= h ? h : w;
     int new_long = (int)((int64_t)S * long_side / short_side);
-    if (short_side == S) new_long = long_side;
     g->resized_w = w <= h ? S : new_long;
     g->resized_h = w <= h ? new_long : S;
 

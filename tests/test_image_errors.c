@@ -99,8 +99,8 @@ static void test_files(void) {
     CHECK(rc == 0 && im.w == 160 && im.h == 120, "arithmetic.jpg: %s", rc ? err.msg : "size");
     if (rc == 0) ds_image_free(&im);
 #else
-    expect_error(BAD "arithmetic.jpg", NULL, "arithmetic-coded JPEG (marker FF C9) is not supported",
-                 NULL);
+    expect_error(BAD "arithmetic.jpg", NULL,
+                 "arithmetic-coded JPEG (marker FF C9) is not supported", NULL);
 #endif
     expect_error("tests/malformed/images", NULL, "not a regular file", NULL);
 }
@@ -182,8 +182,10 @@ static void test_fuzz(int iters) {
             size_t at = (size_t)(test_uniform() * (double)n);
             if (kind == 0) {
                 int flips = 1 + (int)(test_uniform() * 8);
-                for (int k = 0; k < flips; k++)
-                    buf[(size_t)(test_uniform() * (double)n)] ^= (uint8_t)(1 + test_uniform() * 255);
+                for (int k = 0; k < flips; k++) {
+                    size_t i = (size_t)(test_uniform() * (double)n);
+                    buf[i] ^= (uint8_t)(1 + test_uniform() * 255);
+                }
             } else if (kind == 1) {
                 len = at;
             } else {

@@ -371,7 +371,8 @@ static void test_files(void) {
                 int cm;
                 double cmean;
                 diff_u8(crop_ours, crop_pil, (size_t)S * S * 3, &cm, &cmean);
-                printf("    %-11s end to end: crop max %d mean %.3f levels\n", cfg->name, cm, cmean);
+                printf("    %-11s end to end: crop max %d mean %.3f levels\n", cfg->name, cm,
+                       cmean);
                 CHECK(cm <= JPEG_MAX_LEVELS, "%s %s: end-to-end crop differs by %d levels", path,
                       cfg->name, cm);
             } else {

@@ -76,14 +76,15 @@ def hash32(x):
 def synth(w, h, seed=1):
     """[h, w, 3] uint8: noise, a saturated 0/255 checker (bicubic overshoot is
     clipped) and a wrapping gradient, in 16-pixel diagonal bands."""
-    y, x, c = np.meshgrid(np.arange(h, dtype=np.uint32), np.arange(w, dtype=np.uint32),
-                          np.arange(3, dtype=np.uint32), indexing="ij")
+    U = np.uint32
+    y, x, c = np.meshgrid(np.arange(h, dtype=U), np.arange(w, dtype=U), np.arange(3, dtype=U),
+                          indexing="ij")
     with np.errstate(over="ignore"):
-        key = (y * np.uint32(65599) + x) * np.uint32(4) + c + np.uint32(seed) * np.uint32(0x9E3779B9)
-        noise = hash32(key) & np.uint32(255)
-    region = ((x >> np.uint32(4)) + (y >> np.uint32(4))) % np.uint32(3)
-    checker = np.where(((x >> np.uint32(2)) + (y >> np.uint32(2))) & np.uint32(1), 255, 0).astype(np.uint32)
-    grad = (x * np.uint32(255) // np.uint32(max(w - 1, 1)) + y * np.uint32(3) + c * np.uint32(40)) & np.uint32(255)
+        key = (y * U(65599) + x) * U(4) + c + U(seed) * U(0x9E3779B9)
+        noise = hash32(key) & U(255)
+    region = ((x >> U(4)) + (y >> U(4))) % U(3)
+    checker = np.where(((x >> U(2)) + (y >> U(2))) & U(1), 255, 0).astype(U)
+    grad = (x * U(255) // U(max(w - 1, 1)) + y * U(3) + c * U(40)) & U(255)
     v = np.where(region == 0, noise, np.where(region == 1, checker, grad))
     return v.astype(np.uint8)
 
@@ -127,7 +128,8 @@ def png_rows(a, bits):
         else:
             per = 8 // bits
             pad = (-len(row)) % per
-            r = np.concatenate([row, np.zeros(pad, dtype=row.dtype)]).astype(np.uint8).reshape(-1, per)
+            r = np.concatenate([row, np.zeros(pad, dtype=row.dtype)])
+            r = r.astype(np.uint8).reshape(-1, per)
             packed = np.zeros(len(r), dtype=np.uint8)
             for i in range(per):
                 packed |= (r[:, i] << (8 - bits * (i + 1))).astype(np.uint8)
@@ -135,7 +137,8 @@ def png_rows(a, bits):
     return b"".join(out)
 
 
-ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2)]
 
 
 def png_bytes(a, ct, bits, plte=None, trns=None, interlace=0, iend=True):
@@ -147,7 +150,8 @@ def png_bytes(a, ct, bits, plte=None, trns=None, interlace=0, iend=True):
                        if a[y0::dy, x0::dx].size)
     else:
         raw = png_rows(a, bits)
-    s = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, ct, 0, 0, interlace))
+    ihdr = struct.pack(">IIBBBBB", w, h, bits, ct, 0, 0, interlace)
+    s = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
     if plte is not None:
         s += png_chunk(b"PLTE", bytes(plte))
     if trns is not None:
@@ -202,9 +206,8 @@ def make_files():
     F["odd420.jpg"] = jpg(Image.fromarray(photo(37, 53, seed=5)), quality=85, subsampling=2)
     F["progressive.jpg"] = jpg(Image.fromarray(ph), quality=90, progressive=True)
     F["gray.jpg"] = jpg(Image.fromarray(photo(45, 31, seed=6)[..., 1]), quality=90)
-    F["cmyk.jpg"] = jpg(Image.fromarray(np.concatenate([photo(40, 30, seed=7),
-                                                        photo(40, 30, seed=8)[..., :1]], -1), "CMYK"),
-                        quality=92)
+    cmyk = np.concatenate([photo(40, 30, seed=7), photo(40, 30, seed=8)[..., :1]], -1)
+    F["cmyk.jpg"] = jpg(Image.fromarray(cmyk, "CMYK"), quality=92)
     # The same CMYK data without its Adobe marker: PIL (and libjpeg) still
     # read CMYK; the stb_image backend refuses it.
     c = F["cmyk.jpg"]
@@ -214,7 +217,8 @@ def make_files():
     # EXIF orientation 6 (rotate 90): PIL's open ignores it, so must we.
     exif = Image.Exif()
     exif[0x0112] = 6
-    F["exif_rot90.jpg"] = jpg(Image.fromarray(photo(40, 24, seed=9)), quality=90, exif=exif.tobytes())
+    F["exif_rot90.jpg"] = jpg(Image.fromarray(photo(40, 24, seed=9)), quality=90,
+                              exif=exif.tobytes())
 
     # GIF with a transparent index, BMPs.
     p = Image.fromarray(r.integers(0, 6, (17, 23)).astype(np.uint8), "P")
@@ -268,8 +272,10 @@ def make_malformed(F):
     M["crlf_signature.png"] = png[:4] + b"\n" + png[6:]
     ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
     M["giant_ihdr.png"] = (png[:8] + png_chunk(b"IHDR", ihdr) + png[33:])
-    M["zero_width.png"] = png[:8] + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 10, 8, 2, 0, 0, 0)) + png[33:]
-    M["bad_color_type.png"] = png[:8] + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 37, 53, 8, 5, 0, 0, 0)) + png[33:]
+    def with_ihdr(*fields):
+        return png[:8] + png_chunk(b"IHDR", struct.pack(">IIBBBBB", *fields)) + png[33:]
+    M["zero_width.png"] = with_ihdr(0, 10, 8, 2, 0, 0, 0)
+    M["bad_color_type.png"] = with_ihdr(37, 53, 8, 5, 0, 0, 0)
     k = png.index(b"IDAT") + 4
     scrambled = bytes(b ^ 0x5A for b in png[k + 2:k + 200])
     M["corrupt_idat.png"] = png[:k + 2] + scrambled + png[k + 200:]
@@ -286,7 +292,8 @@ def transforms(torch, oc):
     from open_clip.transform import image_transform
     out = {}
     for name, S, interp, mean, std in CONFIGS:
-        out[name] = (S, image_transform(S, is_train=False, mean=mean, std=std, interpolation=interp))
+        t = image_transform(S, is_train=False, mean=mean, std=std, interpolation=interp)
+        out[name] = (S, t)
     return out
 
 
@@ -319,7 +326,8 @@ def main():
             rh, rw = resized.shape[:2]
             left, top = int(round((rw - S) / 2.0)), int(round((rh - S) / 2.0))
             key = f"synth.{w}x{h}.{cfg}"
-            out[key + ".crc"] = np.array([crc(resized), crc(cropped), crc(x.astype("<f4"))], np.int64)
+            crcs = [crc(resized), crc(cropped), crc(x.astype("<f4"))]
+            out[key + ".crc"] = np.array(crcs, np.int64)
             out[key + ".geom"] = np.array([rw, rh, left, top], np.int64)
             out[key + ".rows"] = cropped[[0, S // 2, S - 1]]
 
