@@ -9,7 +9,7 @@
 // v = [2C, 3C); head h uses channels h HS .. h HS + HS - 1 of each.
 //
 //   S_h = (q_h scale) k_h^T + mask      [T, T]
-//   P_h = softmax(S_h) per row          saved [B, NH, T, T] for backward
+//   P_h = softmax(S_h) per row          saved [B, NH, T, Tp] for backward
 //   out[b, t, h HS + d] = (P_h v_h)[t, d]
 //
 // Backward (per (b, h)): dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dP
@@ -18,7 +18,7 @@
 #include "../tensor/kernels.h"
 
 typedef struct {
-    float *att;      // [B, NH, T, T] softmax probabilities
+    float *att;      // [B, NH, T, Tp] softmax probabilities (see kernels.h)
     float *scratch;  // backward tiles for nthreads threads
 } AttSaved;
 
@@ -49,7 +49,8 @@ Tensor *ag_attention(Graph *g, Tensor *qkv, int n_head, Tensor *mask, float scal
     int rec = ag_needs_grad(g, &qkv, 1);
 
     // Forward; probabilities go to the arena only when a backward follows.
-    float *att = rec ? arena_alloc(&g->arena, (size_t)(B * n_head * T * T) * sizeof(float))
+    float *att = rec ? arena_alloc(&g->arena, mc_attention_att_floats((int)B, n_head, (int)T) *
+                                                  sizeof(float))
                      : NULL;
     float *fscratch = arena_alloc(&g->arena, mc_attention_scratch_floats((int)T, (int)HS, nt, 0)
                                                  * sizeof(float));

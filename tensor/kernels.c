@@ -27,8 +27,10 @@
 // every vector width), one chunk per task: a fixed cut, so the vector body
 // and scalar tail of each element do not depend on the thread count.
 #define ELEM_CHUNK 8192
-// Columns per task when summing parameter gradients over rows.
-#define COL_BLOCK 32
+// Columns per task, and rows per float partial sum, when summing
+// parameter gradients over rows.
+#define COL_BLOCK 64
+#define PARAM_ROWS 256
 // Pixels per task in LayerNorm2d.
 #define PIX_BLOCK 64
 
@@ -70,23 +72,26 @@ void mc_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
     }
 }
 
-// dgamma [D] += sum_r dout xhat, dbeta [D] += sum_r dout: one block of
-// columns per task, rows summed in order in double (R can be ~10^4).
+// dgamma [D] += sum_r dout xhat, dbeta [D] += sum_r dout.  Tasks are
+// blocks of COL_BLOCK columns; each sums its rows in fixed chunks of
+// PARAM_ROWS rows in float (vector kernel), and the chunk sums in order
+// in double, so R ~ 10^4 rows lose no more than a 256-term float sum does.
 static void layernorm_param_grads(float *dgamma, float *dbeta, const float *dout,
                                   const float *x, const float *mean, const float *rstd,
                                   int64_t R, int64_t D) {
+    const McIsa *k = mc_isa();
     int64_t n_blocks = (D + COL_BLOCK - 1) / COL_BLOCK;
     #pragma omp parallel for schedule(static) num_threads(mc_threads()) if (R * D > ELEM_CHUNK)
     for (int64_t jb = 0; jb < n_blocks; jb++) {
         int64_t j0 = jb * COL_BLOCK, nj = D - j0 < COL_BLOCK ? D - j0 : COL_BLOCK;
         double sg[COL_BLOCK] = {0}, sb[COL_BLOCK] = {0};
-        for (int64_t r = 0; r < R; r++) {
-            const float *dy = dout + r * D + j0, *xr = x + r * D + j0;
-            float m = mean[r], s = rstd[r];
-            for (int64_t j = 0; j < nj; j++) {
-                sg[j] += (double)(dy[j] * ((xr[j] - m) * s));
-                sb[j] += (double)dy[j];
-            }
+        for (int64_t r0 = 0; r0 < R; r0 += PARAM_ROWS) {
+            float fg[COL_BLOCK] = {0}, fb[COL_BLOCK] = {0};
+            int64_t r1 = r0 + PARAM_ROWS < R ? r0 + PARAM_ROWS : R;
+            for (int64_t r = r0; r < r1; r++)
+                k->layernorm_row_param_grads(fg, fb, dout + r * D + j0, x + r * D + j0, mean[r],
+                                             rstd[r], nj);
+            for (int64_t j = 0; j < nj; j++) sg[j] += fg[j], sb[j] += fb[j];
         }
         for (int64_t j = 0; j < nj; j++) {
             if (dgamma) dgamma[j0 + j] += (float)sg[j];
@@ -263,10 +268,12 @@ void mc_log_softmax_backward(float *dx, const float *dout, const float *y, int64
 // One (b, h) pair per task.  Per-thread scratch tiles (floats):
 //   qs [T, HS]   q scaled          ks [T, HS]   k scaled (backward)
 //   kt [HS, Tp]  k^T, zero-padded  vt [HS, Tp]  v^T, zero-padded (backward)
-//   s  [T, Tp]   scores / dP       p  [T, T]    probabilities (forward
-//   without att) or P^T, dS, dS^T (backward, three tiles)
-// Tp = T rounded up to 16 floats so score rows are whole vectors for every
-// ISA (no scalar column tail in the T x T products).
+//   s  [T, Tp]   scores / dP       p  [T, Tp]   probabilities (forward
+//   without att) / dS (backward)   pt, dst [T, T]  P^T, dS^T (backward)
+// Tp = T rounded up to 16 floats, so score and probability rows are whole
+// vectors for every ISA: the padded scores are set to -inf, their
+// probabilities come out 0, and no row needs the scalar tail (whose libm
+// expf costs more than the vector exp).  att rows use the same stride Tp.
 
 #define ATT_PAD 16
 
@@ -276,9 +283,13 @@ static int64_t att_round(int64_t n) { return (n + ATT_PAD - 1) / ATT_PAD * ATT_P
 // threads never share a cache line).
 static size_t att_per_thread(int T, int HS, int backward) {
     int64_t Tp = att_round(T);
-    int64_t f = backward ? 2 * (int64_t)T * HS + HS * Tp + T * Tp + 3 * (int64_t)T * T
-                         : (int64_t)T * HS + HS * Tp + T * Tp + (int64_t)T * T;
+    int64_t f = backward ? 2 * (int64_t)T * HS + HS * Tp + 2 * T * Tp + 2 * (int64_t)T * T
+                         : (int64_t)T * HS + HS * Tp + 2 * T * Tp;
     return (size_t)att_round(f);
+}
+
+size_t mc_attention_att_floats(int B, int NH, int T) {
+    return (size_t)B * NH * T * att_round(T);
 }
 
 size_t mc_attention_scratch_floats(int T, int HS, int nthreads, int backward) {
@@ -328,7 +339,7 @@ void mc_attention_forward(float *out, float *att, const float *qkv, const float 
             int b = bh / NH, h = bh % NH;
             const float *q = qkv + (int64_t)b * T * C3 + (int64_t)h * HS;
             const float *kk = q + C, *v = q + 2 * (int64_t)C;
-            float *p = att ? att + (int64_t)bh * T * T : p_own;
+            float *p = att ? att + (int64_t)bh * T * Tp : p_own;
 
             // S = (q scale) k^T  [T, Tp]; q is scaled before the product as
             // in the references.
@@ -336,17 +347,18 @@ void mc_attention_forward(float *out, float *att, const float *qkv, const float 
             att_transpose(kt, Tp, kk, C3, T, HS);
             k->gemm_small(T, (int)Tp, HS, qs, HS, kt, (int)Tp, s, (int)Tp, 0);
 
-            // P = softmax(S + mask) per row.
+            // P = softmax(S + mask) per row, padding at -inf.
             for (int i = 0; i < T; i++) {
                 float *s_i = s + i * Tp;
                 if (mask)
                     for (int j = 0; j < T; j++) s_i[j] += mask[(int64_t)i * T + j];
-                k->softmax_row(p + (int64_t)i * T, s_i, T);
+                for (int64_t j = T; j < Tp; j++) s_i[j] = -INFINITY;
+                k->softmax_row(p + i * Tp, s_i, Tp);
             }
 
             // out_h = P v_h  [T, HS] into channels h HS.. of out.
-            k->gemm_small(T, HS, T, p, T, v, (int)C3, out + (int64_t)b * T * C + (int64_t)h * HS,
-                          C, 0);
+            k->gemm_small(T, HS, T, p, (int)Tp, v, (int)C3,
+                          out + (int64_t)b * T * C + (int64_t)h * HS, C, 0);
         }
     }
 }
@@ -364,7 +376,7 @@ void mc_attention_backward(float *dqkv, const float *dout, const float *qkv,
     {
         float *qs = scratch + per * (size_t)THREAD_ID();
         float *ks = qs + (int64_t)T * HS, *vt = ks + (int64_t)T * HS, *dp = vt + HS * Tp;
-        float *pt = dp + T * Tp, *ds = pt + TT, *dst = ds + TT;
+        float *ds = dp + T * Tp, *pt = ds + T * Tp, *dst = pt + TT;
 
         #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
@@ -374,26 +386,27 @@ void mc_attention_backward(float *dqkv, const float *dout, const float *qkv,
             float *dq = dqkv + (int64_t)b * T * C3 + (int64_t)h * HS;
             float *dk = dq + C, *dv = dq + 2 * (int64_t)C;
             const float *dO = dout + (int64_t)b * T * C + (int64_t)h * HS;
-            const float *P = att + (int64_t)bh * TT;
+            const float *P = att + (int64_t)bh * T * Tp;
 
             // dV += P^T dO
-            att_transpose(pt, T, P, T, T, T);
+            att_transpose(pt, T, P, Tp, T, T);
             k->gemm_small(T, HS, T, pt, T, dO, C, dv, (int)C3, 1);
 
             // dP = dO V^T  [T, Tp]
             att_transpose(vt, Tp, v, C3, T, HS);
             k->gemm_small(T, (int)Tp, HS, dO, C, vt, (int)Tp, dp, (int)Tp, 0);
 
-            // dS = P (dP - rowsum(dP P))  (softmax backward; masked P = 0 -> 0)
-            memset(ds, 0, (size_t)TT * sizeof(float));
+            // dS = P (dP - rowsum(dP P))  (softmax backward over whole
+            // padded rows: there P = 0 and dP = 0; masked P = 0 -> dS = 0)
+            memset(ds, 0, (size_t)(T * Tp) * sizeof(float));
             for (int i = 0; i < T; i++)
-                k->softmax_row_backward(ds + (int64_t)i * T, dp + i * Tp, P + (int64_t)i * T, T);
+                k->softmax_row_backward(ds + i * Tp, dp + i * Tp, P + i * Tp, Tp);
 
             // S = (q scale) k^T:  dQ += dS (k scale),  dK += dS^T (q scale)
             att_copy_scaled(ks, kk, C3, T, HS, scale);
-            k->gemm_small(T, HS, T, ds, T, ks, HS, dq, (int)C3, 1);
+            k->gemm_small(T, HS, T, ds, (int)Tp, ks, HS, dq, (int)C3, 1);
             att_copy_scaled(qs, q, C3, T, HS, scale);
-            att_transpose(dst, T, ds, T, T, T);
+            att_transpose(dst, T, ds, Tp, T, T);
             k->gemm_small(T, HS, T, dst, T, qs, HS, dk, (int)C3, 1);
         }
     }

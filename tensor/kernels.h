@@ -74,10 +74,14 @@ void mc_log_softmax_backward(float *dx, const float *dout, const float *y, int64
 // qkv [B, T, 3C]: q = channels [0, C), k = [C, 2C), v = [2C, 3C); head h
 // uses channels h HS .. h HS + HS - 1 of each.  For every (b, h):
 //   S = (q_h scale) k_h^T + mask     [T, T]   mask [T, T] or NULL, may be -inf
-//   P = softmax(S) per row           [T, T]   saved in att [B, NH, T, T]
+//   P = softmax(S) per row           [T, T]   saved in att [B, NH, T, Tp]
 //   out_h = P v_h                    [T, HS]  written to out [B, T, C]
-// A row of mask that is all -inf gives NaN (as in PyTorch).
+// A row of mask that is all -inf gives NaN (as in PyTorch).  att rows have
+// stride Tp = T rounded up to 16 (entries T..Tp-1 are 0), so that every
+// row is whole vectors.
 
+// Floats of the saved probabilities att.
+size_t mc_attention_att_floats(int B, int NH, int T);
 // Floats of scratch the kernels need for nthreads threads (forward: q, k
 // and score tiles; backward: also the transposed and gradient tiles).
 size_t mc_attention_scratch_floats(int T, int HS, int nthreads, int backward);

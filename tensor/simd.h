@@ -64,6 +64,11 @@ typedef struct McIsa {
     void (*layernorm_row_backward)(float *dx, const float *dout, const float *x,
                                    const float *gamma, float mean, float rstd, int64_t D);
 
+    // Parameter-gradient terms of one LayerNorm row: sg [D] += dout xhat,
+    // sb [D] += dout, xhat = (x - mean) rstd.
+    void (*layernorm_row_param_grads)(float *sg, float *sb, const float *dout, const float *x,
+                                      float mean, float rstd, int64_t D);
+
     // out [n] = softmax(x [n]) with the max subtracted first; out may alias x.
     void (*softmax_row)(float *out, const float *x, int64_t n);
     // dx [n] += y (dout - sum(dout y)), y = softmax output.

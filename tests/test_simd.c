@@ -120,6 +120,22 @@ static void compare_tables(const McIsa *v, const McIsa *s) {
             test_close_absmax(name, out_v, out_s, (size_t)n, 2e-6);
         }
 
+        // LayerNorm parameter-gradient terms: one rounding (fused) against
+        // two per element; observed max|d| ~5e-7 on values ~|5|.
+        {
+            float sgs[MAXLEN], sbs[MAXLEN], sgv[MAXLEN], sbv[MAXLEN];
+            memcpy(sgs, buf_b, (size_t)n * 4), memcpy(sgv, buf_b, (size_t)n * 4);
+            memcpy(sbs, buf_g, (size_t)n * 4), memcpy(sbv, buf_g, (size_t)n * 4);
+            s->layernorm_row_param_grads(sgs, sbs, buf_y, buf_x, 0.3f, 1.7f, n);
+            v->layernorm_row_param_grads(sgv, sbv, buf_y, buf_x, 0.3f, 1.7f, n);
+            snprintf(name, sizeof name, "%s layernorm_param_grads g n=%lld", v->name,
+                     (long long)n);
+            test_close(name, sgv, sgs, (size_t)n, 1e-6, 1e-6);
+            snprintf(name, sizeof name, "%s layernorm_param_grads b n=%lld", v->name,
+                     (long long)n);
+            test_close(name, sbv, sbs, (size_t)n, 0, 0);
+        }
+
         // Softmax row, with some -inf entries (masked) that must give 0;
         // observed rel <= 1.1e-6 (on probabilities ~1e-6), max|d| 1.2e-7.
         float xs[MAXLEN];

@@ -262,6 +262,25 @@ static void k_layernorm_row_backward(float *dx, const float *dout, const float *
     }
 }
 
+// sg += dout xhat, sb += dout  (summed over rows by the caller)
+static void k_layernorm_row_param_grads(float *sg, float *sb, const float *dout,
+                                        const float *x, float mean, float rstd, int64_t D) {
+    int64_t i = 0;
+#if MC_SIMD
+    mc_vf vm = mc_vset1(mean), vr = mc_vset1(rstd);
+    for (; i + MC_VW <= D; i += MC_VW) {
+        mc_vf dy = mc_vload(dout + i);
+        mc_vf xh = mc_vmul(mc_vsub(mc_vload(x + i), vm), vr);
+        mc_vstore(sg + i, mc_vfma(dy, xh, mc_vload(sg + i)));
+        mc_vstore(sb + i, mc_vadd(dy, mc_vload(sb + i)));
+    }
+#endif
+    for (; i < D; i++) {
+        sg[i] += dout[i] * ((x[i] - mean) * rstd);
+        sb[i] += dout[i];
+    }
+}
+
 // ---- softmax rows ----
 
 // out = exp(x - max) / sum exp(x - max).  Subtracting the max keeps every
@@ -323,60 +342,94 @@ static void k_softmax_row_backward(float *dx, const float *dout, const float *y,
 
 // ---- small matrix product ----
 
-// C [M, N] (+)= A [M, K] @ B [K, N].  Vector variants: blocks of MR rows
-// by 2 or 1 vectors of columns held in registers over the whole K loop, one
-// broadcast of A per row and k; leftover columns by scalar dots.  Scalar
-// variant: rows of C accumulated as sums of scaled rows of B.
+// C [M, N] (+)= A [M, K] @ B [K, N].  Vector variants: blocks of 4 rows
+// by 2 vectors of columns held in 8 named accumulators over the whole K
+// loop (2 loads of B and 4 broadcasts of A per 8 FMAs), then 1-vector
+// column blocks, scalar dots for leftover columns, and single rows for
+// leftover rows.  The accumulators are spelled out because compilers keep
+// a c[4][2] array in memory.  Scalar variant: rows of C accumulated as
+// sums of scaled rows of B.
 #if MC_SIMD
-// One block of mr (a compile-time constant after inlining) rows of C.
-static inline __attribute__((always_inline)) void
-gemm_rows(const int mr, int N, int K, const float *A, int lda, const float *B, int ldb,
-          float *C, int ldc, int accumulate) {
-    int j = 0;
-    // Two column vectors at a time.
-    for (; j + 2 * MC_VW <= N; j += 2 * MC_VW) {
-        mc_vf c[4][2];
-        for (int r = 0; r < mr; r++) c[r][0] = c[r][1] = mc_vzero();
-        for (int k = 0; k < K; k++) {
-            const float *b = B + (size_t)k * ldb + j;
-            mc_vf b0 = mc_vload(b), b1 = mc_vload(b + MC_VW);
-            for (int r = 0; r < mr; r++) {
-                mc_vf a = mc_vset1(A[(size_t)r * lda + k]);
-                c[r][0] = mc_vfma(a, b0, c[r][0]);
-                c[r][1] = mc_vfma(a, b1, c[r][1]);
-            }
-        }
-        for (int r = 0; r < mr; r++) {
-            float *cr = C + (size_t)r * ldc + j;
-            if (accumulate) {
-                c[r][0] = mc_vadd(c[r][0], mc_vload(cr));
-                c[r][1] = mc_vadd(c[r][1], mc_vload(cr + MC_VW));
-            }
-            mc_vstore(cr, c[r][0]);
-            mc_vstore(cr + MC_VW, c[r][1]);
-        }
-    }
-    // One column vector.
-    for (; j + MC_VW <= N; j += MC_VW) {
-        mc_vf c[4];
-        for (int r = 0; r < mr; r++) c[r] = mc_vzero();
-        for (int k = 0; k < K; k++) {
-            mc_vf b0 = mc_vload(B + (size_t)k * ldb + j);
-            for (int r = 0; r < mr; r++) c[r] = mc_vfma(mc_vset1(A[(size_t)r * lda + k]), b0, c[r]);
-        }
-        for (int r = 0; r < mr; r++) {
-            float *cr = C + (size_t)r * ldc + j;
-            mc_vstore(cr, accumulate ? mc_vadd(c[r], mc_vload(cr)) : c[r]);
-        }
-    }
-    // Scalar tail columns.
-    for (; j < N; j++)
+// C[i, j] = s, or C[i, j] += s when accumulating.
+#define GEMM_PUT(ptr, v)                                                        \
+    mc_vstore(ptr, accumulate ? mc_vadd(v, mc_vload(ptr)) : (v))
+
+// Leftover columns j0.. of rows r0..r0+mr-1: one scalar dot per element.
+static void gemm_tail_cols(int mr, int j0, int N, int K, const float *A, int lda,
+                           const float *B, int ldb, float *C, int ldc, int accumulate) {
+    for (int j = j0; j < N; j++)
         for (int r = 0; r < mr; r++) {
             float s = 0.0f;
             for (int k = 0; k < K; k++) s += A[(size_t)r * lda + k] * B[(size_t)k * ldb + j];
             float *c = C + (size_t)r * ldc + j;
             *c = accumulate ? *c + s : s;
         }
+}
+
+// Rows 0..3 of A and C (pointers already offset).
+static void gemm_rows4(int N, int K, const float *A, int lda, const float *B, int ldb,
+                       float *C, int ldc, int accumulate) {
+    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * (size_t)lda, *a3 = A + 3 * (size_t)lda;
+    float *c0 = C, *c1 = C + ldc, *c2 = C + 2 * (size_t)ldc, *c3 = C + 3 * (size_t)ldc;
+    int j = 0;
+    for (; j + 2 * MC_VW <= N; j += 2 * MC_VW) {
+        mc_vf x00 = mc_vzero(), x01 = mc_vzero(), x10 = mc_vzero(), x11 = mc_vzero();
+        mc_vf x20 = mc_vzero(), x21 = mc_vzero(), x30 = mc_vzero(), x31 = mc_vzero();
+        const float *b = B + j;
+        for (int k = 0; k < K; k++, b += ldb) {
+            mc_vf b0 = mc_vload(b), b1 = mc_vload(b + MC_VW), a;
+            a = mc_vset1(a0[k]), x00 = mc_vfma(a, b0, x00), x01 = mc_vfma(a, b1, x01);
+            a = mc_vset1(a1[k]), x10 = mc_vfma(a, b0, x10), x11 = mc_vfma(a, b1, x11);
+            a = mc_vset1(a2[k]), x20 = mc_vfma(a, b0, x20), x21 = mc_vfma(a, b1, x21);
+            a = mc_vset1(a3[k]), x30 = mc_vfma(a, b0, x30), x31 = mc_vfma(a, b1, x31);
+        }
+        GEMM_PUT(c0 + j, x00), GEMM_PUT(c0 + j + MC_VW, x01);
+        GEMM_PUT(c1 + j, x10), GEMM_PUT(c1 + j + MC_VW, x11);
+        GEMM_PUT(c2 + j, x20), GEMM_PUT(c2 + j + MC_VW, x21);
+        GEMM_PUT(c3 + j, x30), GEMM_PUT(c3 + j + MC_VW, x31);
+    }
+    for (; j + MC_VW <= N; j += MC_VW) {
+        mc_vf x0 = mc_vzero(), x1 = mc_vzero(), x2 = mc_vzero(), x3 = mc_vzero();
+        const float *b = B + j;
+        for (int k = 0; k < K; k++, b += ldb) {
+            mc_vf b0 = mc_vload(b);
+            x0 = mc_vfma(mc_vset1(a0[k]), b0, x0);
+            x1 = mc_vfma(mc_vset1(a1[k]), b0, x1);
+            x2 = mc_vfma(mc_vset1(a2[k]), b0, x2);
+            x3 = mc_vfma(mc_vset1(a3[k]), b0, x3);
+        }
+        GEMM_PUT(c0 + j, x0), GEMM_PUT(c1 + j, x1), GEMM_PUT(c2 + j, x2), GEMM_PUT(c3 + j, x3);
+    }
+    gemm_tail_cols(4, j, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+// One row of A and C.
+static void gemm_rows1(int N, int K, const float *A, const float *B, int ldb, float *C,
+                       int accumulate) {
+    int j = 0;
+    for (; j + 2 * MC_VW <= N; j += 2 * MC_VW) {
+        // Two partial sums per column vector (even and odd k) hide latency.
+        mc_vf x0 = mc_vzero(), x1 = mc_vzero(), y0 = mc_vzero(), y1 = mc_vzero();
+        const float *b = B + j;
+        int k = 0;
+        for (; k + 2 <= K; k += 2, b += 2 * (size_t)ldb) {
+            mc_vf a = mc_vset1(A[k]), e = mc_vset1(A[k + 1]);
+            x0 = mc_vfma(a, mc_vload(b), x0), x1 = mc_vfma(a, mc_vload(b + MC_VW), x1);
+            y0 = mc_vfma(e, mc_vload(b + ldb), y0), y1 = mc_vfma(e, mc_vload(b + ldb + MC_VW), y1);
+        }
+        if (k < K) {
+            mc_vf a = mc_vset1(A[k]);
+            x0 = mc_vfma(a, mc_vload(b), x0), x1 = mc_vfma(a, mc_vload(b + MC_VW), x1);
+        }
+        GEMM_PUT(C + j, mc_vadd(x0, y0)), GEMM_PUT(C + j + MC_VW, mc_vadd(x1, y1));
+    }
+    for (; j + MC_VW <= N; j += MC_VW) {
+        mc_vf x0 = mc_vzero();
+        const float *b = B + j;
+        for (int k = 0; k < K; k++, b += ldb) x0 = mc_vfma(mc_vset1(A[k]), mc_vload(b), x0);
+        GEMM_PUT(C + j, x0);
+    }
+    gemm_tail_cols(1, j, N, K, A, 0, B, ldb, C, 0, accumulate);
 }
 #endif
 
@@ -385,16 +438,9 @@ static void k_gemm_small(int M, int N, int K, const float *A, int lda, const flo
 #if MC_SIMD
     int i = 0;
     for (; i + 4 <= M; i += 4)
-        gemm_rows(4, N, K, A + (size_t)i * lda, lda, B, ldb, C + (size_t)i * ldc, ldc,
-                  accumulate);
-    const float *a = A + (size_t)i * lda;
-    float *c = C + (size_t)i * ldc;
-    switch (M - i) {
-    case 3: gemm_rows(3, N, K, a, lda, B, ldb, c, ldc, accumulate); break;
-    case 2: gemm_rows(2, N, K, a, lda, B, ldb, c, ldc, accumulate); break;
-    case 1: gemm_rows(1, N, K, a, lda, B, ldb, c, ldc, accumulate); break;
-    default: break;
-    }
+        gemm_rows4(N, K, A + (size_t)i * lda, lda, B, ldb, C + (size_t)i * ldc, ldc, accumulate);
+    for (; i < M; i++)
+        gemm_rows1(N, K, A + (size_t)i * lda, B, ldb, C + (size_t)i * ldc, accumulate);
 #else
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * ldc;
@@ -418,6 +464,7 @@ const McIsa MC_ISA_TABLE = {
     .gelu_backward          = k_gelu_backward,
     .layernorm_row_forward  = k_layernorm_row_forward,
     .layernorm_row_backward = k_layernorm_row_backward,
+    .layernorm_row_param_grads = k_layernorm_row_param_grads,
     .softmax_row            = k_softmax_row,
     .softmax_row_backward   = k_softmax_row_backward,
     .gemm_small             = k_gemm_small,
