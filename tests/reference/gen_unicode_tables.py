@@ -58,14 +58,21 @@ def header(purpose):
 
 
 def hexs(v):
-    return "0x%X" % v
+    return "0x%X" % v if v else "0"
 
 
-def emit_rows(items, per_line, indent="    "):
-    """items: strings already formatted; returns lines packed per_line."""
-    out = []
-    for i in range(0, len(items), per_line):
-        out.append(indent + ", ".join(items[i:i + per_line]) + ",")
+def emit_rows(items, per_line=None, indent="    ", width=100):
+    """items: strings already formatted; packed into lines of at most width
+    columns (per_line is ignored; kept for the call sites' readability)."""
+    out, cur = [], indent
+    for it in items:
+        piece = it + ","
+        if cur != indent and len(cur) + 1 + len(piece) > width:
+            out.append(cur)
+            cur = indent
+        cur += ("" if cur == indent else " ") + piece
+    if cur != indent:
+        out.append(cur)
     return "\n".join(out)
 
 
