@@ -24,7 +24,10 @@ x = [emb(SOT), ctx, emb(ids[1:])][:77], pooled at min(eot0 + M, 76) (eot)
 or min(eot0 + R, 76) (legacy, R rows of the call).  Class positions end /
 middle / front follow CoOp's PromptLearner.
 
-Regenerate (about 420 kB):
+Also writes coop_optim.safetensors (gen_optim below: PyTorch AdamW and SGD
+steps, Dassl's warm-up + cosine schedule) for tests/test_optim.c.
+
+Regenerate (about 420 kB + 3 kB; --only prompt|optim writes one):
 
     MCLIP_REFENV=/work/refenv /usr/bin/python3 tests/reference/gen_coop.py \
         --out tests/fixtures
@@ -228,13 +231,85 @@ def run_case(torch, F, tower, case, rng, img, labels, img_cap, out, dtype=None):
     return ids0
 
 
+def gen_optim(torch, out_dir):
+    """coop_optim.safetensors: PyTorch AdamW / SGD steps and Dassl's schedule.
+
+    input.p0 [P], input.grads [S, P]; ref.adamw [S, P] and ref.sgd [S, P]
+    hold the parameters after each step (AdamW lr 1e-2, betas 0.9/0.999,
+    eps 1e-8, wd 0.01; SGD lr 0.1, momentum 0.9, wd 5e-4; both with the lr
+    multiplied by 0.5 from step 4 on, to exercise a changing lr); ref.lr [E]
+    the learning rate of each epoch under CosineAnnealingLR(T_max = E)
+    wrapped in Dassl's ConstantWarmupScheduler (1 epoch at 1e-5, base 2e-3).
+    """
+    P, S, E = 37, 6, 10
+    rng = np.random.default_rng(SEED + 1)
+    p0 = rng.standard_normal(P).astype(np.float32)
+    grads = rng.standard_normal((S, P)).astype(np.float32)
+    grads[2] *= 1e-3                      # tiny gradients: eps matters
+    out = {"input.p0": p0, "input.grads": grads}
+    for name, make in (("adamw", lambda q: torch.optim.AdamW([q], lr=1e-2, betas=(0.9, 0.999),
+                                                              eps=1e-8, weight_decay=0.01)),
+                       ("sgd", lambda q: torch.optim.SGD([q], lr=0.1, momentum=0.9,
+                                                         weight_decay=5e-4))):
+        q = torch.nn.Parameter(torch.from_numpy(p0.copy()))
+        opt = make(q)
+        hist = []
+        for s in range(S):
+            if s == 3:
+                for gr in opt.param_groups:
+                    gr["lr"] *= 0.5
+            q.grad = torch.from_numpy(grads[s].copy())
+            opt.step()
+            hist.append(q.detach().numpy().copy())
+        out["ref." + name] = np.stack(hist)
+
+    # Dassl's ConstantWarmupScheduler around CosineAnnealingLR, one step per epoch.
+    from torch.optim.lr_scheduler import CosineAnnealingLR, _LRScheduler
+
+    class ConstantWarmup(_LRScheduler):
+        def __init__(self, optimizer, successor, warmup_epoch, cons_lr):
+            self.successor, self.warmup_epoch, self.cons_lr = successor, warmup_epoch, cons_lr
+            super().__init__(optimizer, -1)
+
+        def get_lr(self):
+            if self.last_epoch >= self.warmup_epoch:
+                return self.successor.get_last_lr()
+            return [self.cons_lr for _ in self.base_lrs]
+
+        def step(self, epoch=None):
+            if self.last_epoch >= self.warmup_epoch:
+                self.successor.step(epoch)
+                self._last_lr = self.successor.get_last_lr()
+            else:
+                super().step(epoch)
+
+    q = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([q], lr=2e-3, momentum=0.9)
+    sched = ConstantWarmup(opt, CosineAnnealingLR(opt, T_max=E), 1, 1e-5)
+    lrs = []
+    for e in range(E):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()          # no gradient: a no-op that keeps PyTorch's call order
+        sched.step()
+    out["ref.lr"] = np.array(lrs, dtype=np.float64)
+    path = os.path.join(out_dir, "coop_optim.safetensors")
+    refcommon.save_safetensors(path, out, {"epochs": E})
+    print("%s: %d bytes; lr per epoch %s" % (path, os.path.getsize(path),
+                                            " ".join("%.4g" % v for v in lrs)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--only", choices=["prompt", "optim"], help="write one of the fixtures")
     args = ap.parse_args()
     torch, open_clip = refcommon.setup()
     import torch.nn.functional as F
     torch.manual_seed(0)
+    if args.only != "prompt":
+        gen_optim(torch, args.out)
+    if args.only == "optim":
+        return
 
     recipes = Recipes(SEED)
     tower, text_cfg, E = gen_text.build(torch, open_clip, "MobileCLIP2-S0",
