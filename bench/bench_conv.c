@@ -12,12 +12,15 @@
 // "uses" = how often the shape runs in one fused S0 forward; the sum of
 // uses x time estimates the conv part of the trunk.
 //
-// Each case runs ag_conv2d with the tape off (as inference does), is
-// validated at N = 1 on sampled outputs against a direct double sum, then
-// warmed up and repeated (at least 5 times and about 0.3 s); median and min
-// are printed with GFLOP/s = 2 MACs / median.
+// "conv" lines time ag_conv2d with the tape off (as inference does);
+// "convx" lines time the recorded backward with x trainable and w, bias
+// frozen, i.e. d x only (what visual-prompt training needs through the
+// frozen trunk).  Each case is validated at N = 1 on sampled elements
+// against a direct double sum, then warmed up and repeated (at least 5
+// times and about 0.3 s); median and min are printed with GFLOP/s = 2 MACs
+// / median (the d x pass has the same MAC count as the forward).
 //
-// Usage: bench_conv [--threads T] [--batch N] [--list]
+// Usage: bench_conv [--threads T] [--batch N] [--pass fwd|bwdx|both] [--list]
 //   --list   print the shape table (read by bench/torch_ops.py) and exit
 #include <math.h>
 #include <stdio.h>
@@ -112,57 +115,143 @@ static double validate(const Tensor *y, const Tensor *x, const Tensor *w, const 
     return worst;
 }
 
-// Time one shape at batch N; prints the result line, returns the median
-// in seconds (negative when validation failed).
-static double bench_one(const BenchConv *c, int N) {
-    Tensor *x = tensor_new(MC_DIMS(N, c->Cin, c->H, c->H));
-    Tensor *w = tensor_new(MC_DIMS(c->Cout, c->Cin / c->G, c->k, c->k));
-    Tensor *b = c->bias ? tensor_new(MC_DIMS(c->Cout)) : NULL;
-    fill(x->data, (size_t)x->n, 1), fill(w->data, (size_t)w->n, 2);
-    if (b) fill(b->data, (size_t)b->n, 3);
-    ConvShape s;
-    conv_shape_init(&s, N, c->Cin, c->H, c->H, c->Cout, c->k, c->k, c->s, c->p, c->G, NULL);
-    Graph *g = ag_graph_new((size_t)N * c->Cout * s.Ho * s.Wo * sizeof(float) +
-                            conv2d_work_floats(&s, CONV_PASS_FWD) * sizeof(float) + 65536);
-    g->grad_enabled = 0;
+// d x at 200 sampled input elements against a direct double sum:
+//   dx[c,ih,iw] = sum_{o in group(c), a, b} w[o, c', a, b] dy[o, (ih+p-a)/s, (iw+p-b)/s]
+// over the (a, b) for which the division is exact and inside the output.
+static double validate_dx(const float *dx, const float *dy, const Tensor *w,
+                          const BenchConv *c, int Ho) {
+    int Cg = c->Cin / c->G, Og = c->Cout / c->G;
+    double worst = 0;
+    unsigned s = 777;
+    for (int t = 0; t < 200; t++) {
+        s = s * 1664525u + 1013904223u;
+        int64_t idx = (int64_t)(s >> 4) % ((int64_t)c->Cin * c->H * c->H);
+        int ci = (int)(idx / ((int64_t)c->H * c->H)), ih = (int)(idx / c->H % c->H);
+        int iw = (int)(idx % c->H), g = ci / Cg;
+        double acc = 0, mag = 0;
+        for (int o = g * Og; o < (g + 1) * Og; o++)
+            for (int a = 0; a < c->k; a++)
+                for (int b = 0; b < c->k; b++) {
+                    int ph = ih + c->p - a, pw = iw + c->p - b;
+                    if (ph < 0 || pw < 0 || ph % c->s || pw % c->s) continue;
+                    int oh = ph / c->s, ow = pw / c->s;
+                    if (oh >= Ho || ow >= Ho) continue;
+                    double v = (double)w->data[(((size_t)o * Cg + ci % Cg) * c->k + a) * c->k + b] *
+                               dy[((size_t)o * Ho + oh) * Ho + ow];
+                    acc += v, mag += fabs(v);
+                }
+        worst = fmax(worst, fabs(dx[idx] - acc) / (mag + 1e-30));
+    }
+    return worst;
+}
 
-    // Validate (batch 1 only: the batch loop is the same code per image).
-    Tensor *y = ag_conv2d(g, x, w, b, c->s, c->p, c->G);
-    double err = N == 1 ? validate(y, x, w, b, c) : 0.0;
-    // Float sums of up to 1536 terms: ~1e-7 of sum|terms| observed.
-    int ok = err <= 1e-5;
-    if (!ok) fprintf(stderr, "%s: output differs from the direct sum (%.2e)\n", c->name, err);
-
-    // Warm-up, then at least 5 runs and about 0.3 s.
-    ag_graph_reset(g);
+// Warm-up, then at least 5 runs and about 0.3 s of fn(ctx); median, min.
+typedef void (*BenchFn)(void *ctx);
+static void bench_time(BenchFn fn, void *ctx, double *med, double *min) {
     double t0 = mc_time();
-    ag_conv2d(g, x, w, b, c->s, c->p, c->G);
+    fn(ctx);
     double once = mc_time() - t0;
     int reps = once > 0 ? (int)(0.3 / once) : 200;
     reps = reps < 5 ? 5 : reps > 200 ? 200 : reps;
-    double *t = mc_malloc((size_t)reps * sizeof(double)), med, min;
+    double *t = mc_malloc((size_t)reps * sizeof(double));
     for (int i = 0; i < reps; i++) {
-        ag_graph_reset(g);
         t0 = mc_time();
-        ag_conv2d(g, x, w, b, c->s, c->p, c->G);
+        fn(ctx);
         t[i] = mc_time() - t0;
     }
-    bench_stats(t, reps, &med, &min);
-    printf("conv  %-20s %3d %-9s %9.3f %9.3f %8.1f %3d %c\n", c->name, N,
-           conv_path_name(s.path), med * 1e3, min * 1e3, 2 * conv2d_macs(&s) / med * 1e-9,
+    bench_stats(t, reps, med, min);
+    mc_free(t);
+}
+
+typedef struct Case {
+    Graph *g;
+    Tensor *x, *w, *b;
+    const BenchConv *c;
+    AgNode *node;      // recorded conv (d x pass)
+} Case;
+
+// One inference forward: fresh arena, tape off.
+static void run_fwd(void *ctx) {
+    Case *k = ctx;
+    ag_graph_reset(k->g);
+    ag_conv2d(k->g, k->x, k->w, k->b, k->c->s, k->c->p, k->c->G);
+}
+
+// One recorded backward: d x += transposed conv of d y (w, b frozen).
+static void run_bwdx(void *ctx) {
+    Case *k = ctx;
+    k->node->backward(k->node);
+}
+
+static void print_line(const char *kind, const BenchConv *c, int N, const ConvShape *s,
+                       double med, double min) {
+    printf("%-5s %-20s %3d %-9s %9.3f %9.3f %8.1f %3d %c\n", kind, c->name, N,
+           conv_path_name(s->path), med * 1e3, min * 1e3, 2 * conv2d_macs(s) / med * 1e-9,
            c->uses, c->form);
     fflush(stdout);
+}
 
-    mc_free(t);
-    ag_graph_free(g);
-    tensor_free(x), tensor_free(w), tensor_free(b);
-    return ok ? med : -med;
+// Time one shape at batch N (forward and/or d x); prints the result lines
+// and adds uses x median to tot[0] (forward) and tot[1] (d x).  Returns 0,
+// or -1 when validation failed.
+static int bench_one(const BenchConv *c, int N, int passes, double tot[2]) {
+    Case k = {.c = c};
+    k.x = tensor_new(MC_DIMS(N, c->Cin, c->H, c->H));
+    k.w = tensor_new(MC_DIMS(c->Cout, c->Cin / c->G, c->k, c->k));
+    k.b = c->bias ? tensor_new(MC_DIMS(c->Cout)) : NULL;
+    fill(k.x->data, (size_t)k.x->n, 1), fill(k.w->data, (size_t)k.w->n, 2);
+    if (k.b) fill(k.b->data, (size_t)k.b->n, 3);
+    ConvShape s;
+    conv_shape_init(&s, N, c->Cin, c->H, c->H, c->Cout, c->k, c->k, c->s, c->p, c->G, NULL);
+    size_t ny = (size_t)N * c->Cout * s.Ho * s.Wo;
+    k.g = ag_graph_new(2 * ny * sizeof(float) +
+                       conv2d_work_floats(&s, CONV_PASS_ALL) * sizeof(float) + 65536);
+    int ok = 1;
+    double med, min;
+
+    if (passes & 1) {
+        // Validate (batch 1 only: the batch loop is the same code per
+        // image); float sums of up to 1536 terms: ~1e-7 of sum|terms|.
+        k.g->grad_enabled = 0;
+        Tensor *y = ag_conv2d(k.g, k.x, k.w, k.b, c->s, c->p, c->G);
+        double err = N == 1 ? validate(y, k.x, k.w, k.b, c) : 0.0;
+        if (err > 1e-5) ok = 0, fprintf(stderr, "%s: y differs from the direct sum (%.2e)\n",
+                                        c->name, err);
+        bench_time(run_fwd, &k, &med, &min);
+        print_line("conv", c, N, &s, med, min);
+        tot[0] += c->uses * med;
+    }
+    if (passes & 2) {
+        // Record with x trainable, then run the node's backward repeatedly
+        // (d x accumulates; the values only matter for the first check).
+        ag_graph_reset(k.g);
+        k.g->grad_enabled = 1;
+        tensor_require_grad(k.x);
+        Tensor *y = ag_conv2d(k.g, k.x, k.w, k.b, c->s, c->p, c->G);
+        fill(y->grad, ny, 4);
+        k.node = k.g->tape;
+        run_bwdx(&k);
+        double err = N == 1 ? validate_dx(k.x->grad, y->grad, k.w, c, s.Ho) : 0.0;
+        if (err > 1e-5) ok = 0, fprintf(stderr, "%s: dx differs from the direct sum (%.2e)\n",
+                                        c->name, err);
+        bench_time(run_bwdx, &k, &med, &min);
+        print_line("convx", c, N, &s, med, min);
+        tot[1] += c->uses * med;
+    }
+
+    ag_graph_free(k.g);
+    tensor_free(k.x), tensor_free(k.w), tensor_free(k.b);
+    return ok ? 0 : -1;
 }
 
 int main(int argc, char **argv) {
-    int batches[2] = {1, 32}, nb = 2;
+    int batches[2] = {1, 32}, nb = 2, passes = 3;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) mc_set_threads(atoi(argv[++i]));
+        else if (!strcmp(argv[i], "--pass") && i + 1 < argc) {
+            i++;
+            passes = !strcmp(argv[i], "fwd") ? 1 : !strcmp(argv[i], "bwdx") ? 2 : 3;
+        }
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batches[0] = atoi(argv[++i]), nb = 1;
         else if (!strcmp(argv[i], "--list")) {
             // name Cin H Cout k stride pad groups bias uses form
@@ -173,11 +262,13 @@ int main(int argc, char **argv) {
             }
             return 0;
         } else {
-            fprintf(stderr, "usage: %s [--threads T] [--batch N] [--list]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads T] [--batch N] [--pass fwd|bwdx|both] "
+                    "[--list]\n", argv[0]);
             return 2;
         }
     }
-    bench_banner("bench_conv: MobileCLIP2-S0 trunk conv shapes at 256x256, ag_conv2d forward");
+    bench_banner("bench_conv: MobileCLIP2-S0 trunk conv shapes at 256x256, ag_conv2d "
+                 "forward (conv) and d x (convx)");
 
     // MACs of one fused S0 forward over the listed convs (arch-spec §1:
     // 2.385 G for the whole image tower incl. attention matmuls and head).
@@ -193,13 +284,15 @@ int main(int argc, char **argv) {
 
     int fail = 0;
     for (int bi = 0; bi < nb; bi++) {
-        double total = 0;
-        for (int k = 0; k < N_SHAPES; k++) {
-            double t = bench_one(&shapes[k], batches[bi]);
-            if (t < 0) fail = 1, t = -t;
-            total += shapes[k].uses * t;
-        }
-        printf("total %-20s %3d %-9s %9.3f\n", "fused_S0_convs", batches[bi], "-", total * 1e3);
+        double tot[2] = {0, 0};
+        for (int k = 0; k < N_SHAPES; k++)
+            if (bench_one(&shapes[k], batches[bi], passes, tot)) fail = 1;
+        if (passes & 1)
+            printf("total %-20s %3d %-9s %9.3f\n", "fused_S0_convs", batches[bi], "-",
+                   tot[0] * 1e3);
+        if (passes & 2)
+            printf("totalx %-19s %3d %-9s %9.3f\n", "fused_S0_convs", batches[bi], "-",
+                   tot[1] * 1e3);
     }
     if (fail) fprintf(stderr, "bench_conv: validation failed\n");
     return fail;

@@ -56,28 +56,36 @@ awk '
     }' "$OUT/c_gemm.txt" "$OUT/torch.txt"
 echo
 
-# Conv table: one row per shape and batch, medians (min) in ms.
-awk '
-    FNR == 1 { side++ }
-    $1 == "conv" {
-        k = $2 " " $3
-        if (side == 1) { order[++n] = k; path[k] = $4; c[k] = $5; cmin[k] = $6; cg[k] = $7;
-                         uses[k] = $8; form[k] = $9 }
-        else { t[k] = $5; tmin[k] = $6; tg[k] = $7 }
-    }
-    $1 == "total" { tot[side, $3] = $5 }
-    END {
-        printf "| shape | N | form | uses | C path | C ms (min) | C GFLOP/s | torch ms (min) |"
-        printf " torch GFLOP/s | torch/C |\n"
-        printf "|---|---|---|---|---|---|---|---|---|---|\n"
-        for (i = 1; i <= n; i++) {
-            k = order[i]; split(k, p, " ")
-            printf "| %s | %s | %s | %s | %s | %.3f (%.3f) | %.1f | %.3f (%.3f) | %.1f | %.2f |\n",
-                   p[1], p[2], form[k], uses[k], path[k], c[k], cmin[k], cg[k], t[k], tmin[k],
-                   tg[k], t[k] / c[k]
+# Conv tables: one row per shape and batch, medians (min) in ms; kind
+# "conv" = forward, "convx" = d x with frozen weights.
+conv_table() {
+    awk -v kind="$1" -v tkind="total${1#conv}" '
+        FNR == 1 { side++ }
+        $1 == kind {
+            k = $2 " " $3
+            if (side == 1) { order[++n] = k; path[k] = $4; c[k] = $5; cmin[k] = $6; cg[k] = $7;
+                             uses[k] = $8; form[k] = $9 }
+            else { t[k] = $5; tmin[k] = $6; tg[k] = $7 }
         }
-        for (b in tot) { split(b, q, SUBSEP); bs[q[2]] = 1 }
-        for (nb in bs)
-            printf "| **fused S0 convs, sum of uses x median** | %s | | | | %.2f | | %.2f | | %.2f |\n",
-                   nb, tot[1, nb], tot[2, nb], tot[2, nb] / tot[1, nb]
-    }' "$OUT/c_conv.txt" "$OUT/torch.txt"
+        $1 == tkind { tot[side, $3] = $5; bs[$3] = 1 }
+        END {
+            printf "| shape | N | form | uses | C path | C ms (min) | C GFLOP/s | torch ms (min) |"
+            printf " torch GFLOP/s | torch/C |\n"
+            printf "|---|---|---|---|---|---|---|---|---|---|\n"
+            for (i = 1; i <= n; i++) {
+                k = order[i]; split(k, p, " ")
+                printf "| %s | %s | %s | %s | %s | %.3f (%.3f) | %.1f | %.3f (%.3f) | %.1f | %.2f |\n",
+                       p[1], p[2], form[k], uses[k], path[k], c[k], cmin[k], cg[k], t[k], tmin[k],
+                       tg[k], t[k] / c[k]
+            }
+            for (nb in bs)
+                printf "| **fused S0 convs: sum of uses x median** | %s | | | | %.2f | | %.2f | | %.2f |\n",
+                       nb, tot[1, nb], tot[2, nb], tot[2, nb] / tot[1, nb]
+        }' "$OUT/c_conv.txt" "$OUT/torch.txt"
+}
+
+echo "### conv forward"
+conv_table conv
+echo
+echo "### conv d-input (weights frozen)"
+conv_table convx

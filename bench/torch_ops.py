@@ -6,6 +6,8 @@ torch.set_num_threads(T):
   gemm  linear_fwd   F.linear(x [R,K], W [N,K], b [N])            (FLOPs 2RKN)
         linear_bwdx  dx.addmm_(dy [R,N], W [N,K]), i.e. dx += dy W  (the d-input GEMM)
   conv  F.conv2d(x [N,Cin,H,H], w [Cout,Cin/G,k,k], b, stride, pad, 1, G)
+  convx torch.nn.grad.conv2d_input(x.shape, w, dy, stride, pad, 1, G): d x only
+        (aten.convolution_backward with only the input mask set)
         for every shape printed by `bench_conv --list` (the single source of the
         shape table), batch 1 and 32.
 Timing follows bench/bench_util.h: warm-up, then at least 5 runs and about
@@ -14,6 +16,7 @@ Output lines have the same columns as the C programs, so bench/compare.sh can
 join them.
 
 Usage: /usr/bin/python3 bench/torch_ops.py --threads 2 --shapes shapes.txt [--rows 7854]
+       [--only gemm|conv] [--batch N] [--pass fwd|bwdx|both]
 """
 import argparse
 import platform
@@ -99,22 +102,32 @@ def read_shapes(path):
     return shapes
 
 
-def bench_conv(shapes, batches):
+def bench_conv(shapes, batches, passes):
     gen = torch.Generator().manual_seed(0)
     for n in batches:
-        total = 0.0
+        total = [0.0, 0.0]
         for c in shapes:
             x = torch.rand(n, c["cin"], c["h"], c["h"], generator=gen) * 2 - 1
             w = torch.rand(c["cout"], c["cin"] // c["g"], c["k"], c["k"], generator=gen) * 2 - 1
             b = torch.rand(c["cout"], generator=gen) * 2 - 1 if c["bias"] else None
             ho = (c["h"] + 2 * c["pad"] - c["k"]) // c["s"] + 1
+            dy = torch.rand(n, c["cout"], ho, ho, generator=gen) * 2 - 1
             macs = n * c["cout"] * ho * ho * (c["cin"] // c["g"]) * c["k"] * c["k"]
-            med, mn = run_timed(lambda: F.conv2d(x, w, b, c["s"], c["pad"], 1, c["g"]))
-            total += c["uses"] * med
-            print(f"conv  {c['name']:<20} {n:3d} {'torch':<9} {med * 1e3:9.3f} {mn * 1e3:9.3f} "
-                  f"{2 * macs / med * 1e-9:8.1f} {c['uses']:3d} {c['form']}")
-            sys.stdout.flush()
-        print(f"total {'fused_S0_convs':<20} {n:3d} {'-':<9} {total * 1e3:9.3f}")
+            cases = (("conv", 0, lambda: F.conv2d(x, w, b, c["s"], c["pad"], 1, c["g"])),
+                     ("convx", 1, lambda: torch.nn.grad.conv2d_input(
+                         x.shape, w, dy, c["s"], c["pad"], 1, c["g"])))
+            for kind, i, fn in cases:
+                if not passes & (1 << i):
+                    continue
+                med, mn = run_timed(fn)
+                total[i] += c["uses"] * med
+                print(f"{kind:<5} {c['name']:<20} {n:3d} {'torch':<9} {med * 1e3:9.3f} "
+                      f"{mn * 1e3:9.3f} {2 * macs / med * 1e-9:8.1f} {c['uses']:3d} {c['form']}")
+                sys.stdout.flush()
+        if passes & 1:
+            print(f"total {'fused_S0_convs':<20} {n:3d} {'-':<9} {total[0] * 1e3:9.3f}")
+        if passes & 2:
+            print(f"totalx {'fused_S0_convs':<19} {n:3d} {'-':<9} {total[1] * 1e3:9.3f}")
 
 
 def main():
@@ -125,6 +138,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="gemm repetitions after warm-up")
     ap.add_argument("--only", choices=("gemm", "conv"), help="run one part")
     ap.add_argument("--batch", type=int, action="append", help="conv batch (default 1 and 32)")
+    ap.add_argument("--pass", dest="passes", choices=("fwd", "bwdx", "both"), default="both",
+                    help="conv passes: forward, d input, or both")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -137,7 +152,8 @@ def main():
             if not args.shapes:
                 sys.exit("torch_ops.py: --shapes FILE is needed for the conv cases "
                          "(FILE = output of bench_conv --list)")
-            bench_conv(read_shapes(args.shapes), args.batch or [1, 32])
+            passes = {"fwd": 1, "bwdx": 2, "both": 3}[args.passes]
+            bench_conv(read_shapes(args.shapes), args.batch or [1, 32], passes)
 
 
 if __name__ == "__main__":
