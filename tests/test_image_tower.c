@@ -46,6 +46,7 @@ typedef struct {
     StFile *st;
     McImageConfig cfg;
     char variant[64];
+    char label[64];      // variant, or the fixture's short name ("s0")
     char in_name[64];
     int64_t in_shape[4];
     double in_lo, in_hi;
@@ -149,6 +150,13 @@ static int parse_input(Fixture *f) {
     }
     s = st_meta(f->st, "variant");
     snprintf(f->variant, sizeof f->variant, "%s", s ? s : "");
+    // Short label: the variant, else "s0" from ".../image_s0.safetensors".
+    const char *base = strrchr(f->path, '/');
+    base = base ? base + 1 : f->path;
+    if (!strncmp(base, "image_", 6)) base += 6;
+    snprintf(f->label, sizeof f->label, "%s", f->variant[0] ? f->variant : base);
+    char *dot = strstr(f->label, ".safetensors");
+    if (dot) *dot = 0;
     return ok ? 0 : -1;
 }
 
@@ -205,7 +213,7 @@ typedef struct {
 static void on_dump(void *vctx, const char *name, const Tensor *t) {
     DumpCtx *c = vctx;
     char key[96], label[128];
-    snprintf(label, sizeof label, "%s/%s %s", c->f->variant[0] ? c->f->variant : c->f->path,
+    snprintf(label, sizeof label, "%s/%s %s", c->f->label,
              c->form, name);
     if (!strcmp(name, "image.input")) {
         CHECK(memcmp(t->data, c->input, (size_t)t->n * sizeof(float)) == 0,
@@ -253,7 +261,7 @@ static void check_frozen(const ImageTower *tw, const char *label) {
 static float *run_form(const Fixture *f, int fuse, const float *input, int64_t n_in) {
     const char *form = fuse ? "fused" : "train";
     char label[128];
-    snprintf(label, sizeof label, "%s/%s", f->variant[0] ? f->variant : f->path, form);
+    snprintf(label, sizeof label, "%s/%s", f->label, form);
     ImageTower *tw = load_tower(f, fuse);
     if (!tw) return NULL;
     CHECK(image_tower_fused(tw) == fuse, "%s: fused flag %d", label, image_tower_fused(tw));
@@ -386,10 +394,40 @@ static void run_fixture(const char *path) {
         if (e0 && e1) {
             char label[128];
             snprintf(label, sizeof label, "%s fused vs training form",
-                     f.variant[0] ? f.variant : path);
+                     f.label);
             test_close_absmax(label, e1, e0, (size_t)(f.in_shape[0] * f.cfg.embed), TOL_FUSED);
         }
         mc_free(e0), mc_free(e1), mc_free(input);
+    }
+    close_fixture(&f);
+}
+
+// The usage sketch of image_tower.h, on a reduced tower.
+static void usage_sketch(void) {
+    Fixture f;
+    if (open_fixture(&f, "tests/fixtures/image_s0.safetensors") == 0) {
+        McErr err;
+        WeightSet *ws = ws_open(f.weights, &err);
+        ImageTower *tw = ws ? image_tower_load(ws, &f.cfg, 1, &err) : NULL;
+        int ok = tw != NULL;
+        if (ok) {
+            ws_ignore_prefix(ws, "text.");           // the text tower loads elsewhere
+            ws_ignore_prefix(ws, "logit_scale");
+            ok = ws_finish(ws, &err) == 0;
+        }
+        CHECK(ok, "usage sketch: %s", err.msg);
+        if (ok) {
+            int S = f.cfg.image_size;
+            Graph *g = ag_graph_new(1 << 20);
+            Tensor *x = ag_tensor(g, MC_DIMS(1, 3, S, S));
+            tensor_fill(x, 0.5f);
+            Tensor *feat = image_tower_forward(g, tw, x, NULL);
+            CHECK(feat->ndim == 2 && feat->shape[0] == 1 && feat->shape[1] == f.cfg.embed,
+                  "usage sketch: features are not [1, E]");
+            ag_graph_free(g);
+        }
+        image_tower_free(tw);
+        ws_close(ws);
     }
     close_fixture(&f);
 }
@@ -451,6 +489,7 @@ int main(void) {
         free(list);
     }
 
+    usage_sketch();
     test_seed(11);
     fd_check("s0", 32, 3e-3);
     fd_check("b", 64, 3e-2);
