@@ -3,6 +3,7 @@
 
 #include "cli.h"
 #include "../tensor/gemm.h"
+#include "../tensor/simd.h"
 #include "../tensor/tensor.h"
 
 int cli_info(int argc, char **argv) {
@@ -10,6 +11,7 @@ int cli_info(int argc, char **argv) {
     printf("mclip\n");
     printf("  threads  %d\n", mc_threads());
     printf("  BLAS     %s\n", mc_blas_enabled() ? "OpenBLAS" : "plain C");
+    printf("  SIMD     %s (MCLIP_ISA=scalar|avx2|avx512|neon overrides)\n", mc_isa_name());
 #ifdef __VERSION__
     printf("  compiler %s\n", __VERSION__);
 #endif
