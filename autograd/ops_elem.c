@@ -157,9 +157,17 @@ static Tensor *ew_op(Graph *g, const char *op, int kind, AgBackwardFn bw, Tensor
     return out;
 }
 
-Tensor *ag_add(Graph *g, Tensor *a, Tensor *b) { return ew_op(g, "add", EW_ADD, add_backward, a, b); }
-Tensor *ag_sub(Graph *g, Tensor *a, Tensor *b) { return ew_op(g, "sub", EW_SUB, sub_backward, a, b); }
-Tensor *ag_mul(Graph *g, Tensor *a, Tensor *b) { return ew_op(g, "mul", EW_MUL, mul_backward, a, b); }
+Tensor *ag_add(Graph *g, Tensor *a, Tensor *b) {
+    return ew_op(g, "add", EW_ADD, add_backward, a, b);
+}
+
+Tensor *ag_sub(Graph *g, Tensor *a, Tensor *b) {
+    return ew_op(g, "sub", EW_SUB, sub_backward, a, b);
+}
+
+Tensor *ag_mul(Graph *g, Tensor *a, Tensor *b) {
+    return ew_op(g, "mul", EW_MUL, mul_backward, a, b);
+}
 
 // ---- scale: out = s a ----
 

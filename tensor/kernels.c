@@ -269,7 +269,8 @@ void mc_log_softmax_backward(float *dx, const float *dout, const float *y, int64
 //   qs [T, HS]   q scaled          ks [T, HS]   k scaled (backward)
 //   kt [HS, Tp]  k^T, zero-padded  vt [HS, Tp]  v^T, zero-padded (backward)
 //   s  [T, Tp]   scores / dP       p  [T, Tp]   probabilities (forward
-//   without att) / dS (backward)   pt, dst [T, T]  P^T, dS^T (backward)
+//   without att) / dS (backward)
+// Products with P^T and dS^T read P and dS transposed in place.
 // Tp = T rounded up to 16 floats, so score and probability rows are whole
 // vectors for every ISA: the padded scores are set to -inf, their
 // probabilities come out 0, and no row needs the scalar tail (whose libm
@@ -283,7 +284,7 @@ static int64_t att_round(int64_t n) { return (n + ATT_PAD - 1) / ATT_PAD * ATT_P
 // threads never share a cache line).
 static size_t att_per_thread(int T, int HS, int backward) {
     int64_t Tp = att_round(T);
-    int64_t f = backward ? 2 * (int64_t)T * HS + HS * Tp + 2 * T * Tp + 2 * (int64_t)T * T
+    int64_t f = backward ? 2 * (int64_t)T * HS + HS * Tp + 2 * T * Tp
                          : (int64_t)T * HS + HS * Tp + 2 * T * Tp;
     return (size_t)att_round(f);
 }
@@ -317,7 +318,8 @@ static void att_transpose(float *dst, int64_t ld, const float *src, int64_t lds,
 static void att_copy_scaled(float *dst, const float *src, int64_t lds, int rows, int cols,
                             float scale) {
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[(int64_t)r * cols + c] = src[(int64_t)r * lds + c] * scale;
+        for (int c = 0; c < cols; c++)
+            dst[(int64_t)r * cols + c] = src[(int64_t)r * lds + c] * scale;
 }
 
 void mc_attention_forward(float *out, float *att, const float *qkv, const float *mask,
@@ -345,7 +347,7 @@ void mc_attention_forward(float *out, float *att, const float *qkv, const float 
             // in the references.
             att_copy_scaled(qs, q, C3, T, HS, scale);
             att_transpose(kt, Tp, kk, C3, T, HS);
-            k->gemm_small(T, (int)Tp, HS, qs, HS, kt, (int)Tp, s, (int)Tp, 0);
+            k->gemm_small(0, T, (int)Tp, HS, qs, HS, kt, (int)Tp, s, (int)Tp, 0);
 
             // P = softmax(S + mask) per row, padding at -inf.
             for (int i = 0; i < T; i++) {
@@ -357,7 +359,7 @@ void mc_attention_forward(float *out, float *att, const float *qkv, const float 
             }
 
             // out_h = P v_h  [T, HS] into channels h HS.. of out.
-            k->gemm_small(T, HS, T, p, (int)Tp, v, (int)C3,
+            k->gemm_small(0, T, HS, T, p, (int)Tp, v, (int)C3,
                           out + (int64_t)b * T * C + (int64_t)h * HS, C, 0);
         }
     }
@@ -368,7 +370,7 @@ void mc_attention_backward(float *dqkv, const float *dout, const float *qkv,
                            float *scratch, int nthreads) {
     const McIsa *k = mc_isa();
     int HS = C / NH;
-    int64_t Tp = att_round(T), C3 = 3 * (int64_t)C, TT = (int64_t)T * T;
+    int64_t Tp = att_round(T), C3 = 3 * (int64_t)C;
     size_t per = att_per_thread(T, HS, 1);
     if (nthreads < 1) nthreads = 1;
 
@@ -376,7 +378,7 @@ void mc_attention_backward(float *dqkv, const float *dout, const float *qkv,
     {
         float *qs = scratch + per * (size_t)THREAD_ID();
         float *ks = qs + (int64_t)T * HS, *vt = ks + (int64_t)T * HS, *dp = vt + HS * Tp;
-        float *ds = dp + T * Tp, *pt = ds + T * Tp, *dst = pt + TT;
+        float *ds = dp + T * Tp;
 
         #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
@@ -389,12 +391,11 @@ void mc_attention_backward(float *dqkv, const float *dout, const float *qkv,
             const float *P = att + (int64_t)bh * T * Tp;
 
             // dV += P^T dO
-            att_transpose(pt, T, P, Tp, T, T);
-            k->gemm_small(T, HS, T, pt, T, dO, C, dv, (int)C3, 1);
+            k->gemm_small(1, T, HS, T, P, (int)Tp, dO, C, dv, (int)C3, 1);
 
             // dP = dO V^T  [T, Tp]
             att_transpose(vt, Tp, v, C3, T, HS);
-            k->gemm_small(T, (int)Tp, HS, dO, C, vt, (int)Tp, dp, (int)Tp, 0);
+            k->gemm_small(0, T, (int)Tp, HS, dO, C, vt, (int)Tp, dp, (int)Tp, 0);
 
             // dS = P (dP - rowsum(dP P))  (softmax backward over whole
             // padded rows: there P = 0 and dP = 0; masked P = 0 -> dS = 0)
@@ -404,10 +405,9 @@ void mc_attention_backward(float *dqkv, const float *dout, const float *qkv,
 
             // S = (q scale) k^T:  dQ += dS (k scale),  dK += dS^T (q scale)
             att_copy_scaled(ks, kk, C3, T, HS, scale);
-            k->gemm_small(T, HS, T, ds, (int)Tp, ks, HS, dq, (int)C3, 1);
+            k->gemm_small(0, T, HS, T, ds, (int)Tp, ks, HS, dq, (int)C3, 1);
             att_copy_scaled(qs, q, C3, T, HS, scale);
-            att_transpose(dst, T, ds, Tp, T, T);
-            k->gemm_small(T, HS, T, dst, T, qs, HS, dk, (int)C3, 1);
+            k->gemm_small(1, T, HS, T, ds, (int)Tp, qs, HS, dk, (int)C3, 1);
         }
     }
 }

@@ -74,11 +74,12 @@ typedef struct McIsa {
     // dx [n] += y (dout - sum(dout y)), y = softmax output.
     void (*softmax_row_backward)(float *dx, const float *dout, const float *y, int64_t n);
 
-    // C [M, N] = A [M, K] @ B [K, N] (accumulate = 0) or C += A @ B (1).
+    // C [M, N] = op(A) [M, K] @ B [K, N] (accumulate = 0) or C += ... (1),
+    // op(A) = A (transA = 0, A stored [M, K]) or A^T (1, A stored [K, M]).
     // Row-major with row strides lda, ldb, ldc; for small products (the
     // per-head matrices of attention), single-threaded.
-    void (*gemm_small)(int M, int N, int K, const float *A, int lda, const float *B,
-                       int ldb, float *C, int ldc, int accumulate);
+    void (*gemm_small)(int transA, int M, int N, int K, const float *A, int lda,
+                       const float *B, int ldb, float *C, int ldc, int accumulate);
 } McIsa;
 
 // The active table (chosen on first use, see the header comment).

@@ -23,7 +23,9 @@ static Tensor *t2(Graph *g, int64_t a, int64_t b) { return ag_zeros(g, MC_DIMS(a
 
 static void bad_add(Graph *g) { ag_add(g, t2(g, 2, 3), t2(g, 4, 5)); }
 static void bad_mul(Graph *g) { ag_mul(g, ag_zeros(g, MC_DIMS(2, 3, 5)), t2(g, 3, 4)); }
-static void bad_layernorm(Graph *g) { ag_layernorm(g, t2(g, 2, 3), ag_zeros(g, MC_DIMS(4)), NULL, 1e-5f); }
+static void bad_layernorm(Graph *g) {
+    ag_layernorm(g, t2(g, 2, 3), ag_zeros(g, MC_DIMS(4)), NULL, 1e-5f);
+}
 static void bad_concat(Graph *g) { ag_concat(g, t2(g, 2, 3), t2(g, 4, 5), 0); }
 static void bad_attention(Graph *g) {
     ag_attention(g, ag_zeros(g, MC_DIMS(2, 3, 12)), 2, t2(g, 4, 4), 0.5f);

@@ -64,7 +64,9 @@ static Tensor *b_binary(Graph *g, Tensor **in, void *ctx) {
     return k == OP_ADD ? ag_add(g, in[0], in[1]) : k == OP_SUB ? ag_sub(g, in[0], in[1])
                                                                : ag_mul(g, in[0], in[1]);
 }
-static Tensor *b_scale(Graph *g, Tensor **in, void *ctx) { return ag_scale(g, in[0], ((Ctx *)ctx)->f[0]); }
+static Tensor *b_scale(Graph *g, Tensor **in, void *ctx) {
+    return ag_scale(g, in[0], ((Ctx *)ctx)->f[0]);
+}
 static Tensor *b_gelu(Graph *g, Tensor **in, void *ctx) { return ag_gelu(g, in[0]); }
 static Tensor *b_sigmoid(Graph *g, Tensor **in, void *ctx) { return ag_sigmoid(g, in[0]); }
 static Tensor *b_relu(Graph *g, Tensor **in, void *ctx) { return ag_relu(g, in[0]); }

@@ -342,46 +342,46 @@ static void k_softmax_row_backward(float *dx, const float *dout, const float *y,
 
 // ---- small matrix product ----
 
-// C [M, N] (+)= A [M, K] @ B [K, N].  Vector variants: blocks of 4 rows
-// by 2 vectors of columns held in 8 named accumulators over the whole K
-// loop (2 loads of B and 4 broadcasts of A per 8 FMAs), then 1-vector
-// column blocks, scalar dots for leftover columns, and single rows for
-// leftover rows.  The accumulators are spelled out because compilers keep
-// a c[4][2] array in memory.  Scalar variant: rows of C accumulated as
-// sums of scaled rows of B.
+// C [M, N] (+)= op(A) [M, K] @ B [K, N], op(A) = A or A^T.  Element (i, k)
+// of op(A) is A[i sr + k sk]: (sr, sk) = (lda, 1), or (1, lda) transposed.
+// Vector variants: blocks of 4 rows by 2 vectors of columns held in 8
+// named accumulators over the whole K loop (2 loads of B and 4 broadcasts
+// of A per 8 FMAs), then 1-vector column blocks, scalar dots for leftover
+// columns, and single rows for leftover rows.  The accumulators are
+// spelled out because compilers keep a c[4][2] array in memory.  Scalar
+// variant: rows of C accumulated as sums of scaled rows of B.
 #if MC_SIMD
 // C[i, j] = s, or C[i, j] += s when accumulating.
 #define GEMM_PUT(ptr, v)                                                        \
     mc_vstore(ptr, accumulate ? mc_vadd(v, mc_vload(ptr)) : (v))
 
-// Leftover columns j0.. of rows r0..r0+mr-1: one scalar dot per element.
-static void gemm_tail_cols(int mr, int j0, int N, int K, const float *A, int lda,
+// Leftover columns j0.. of rows 0..mr-1: one scalar dot per element.
+static void gemm_tail_cols(int mr, int j0, int N, int K, const float *A, size_t sr, size_t sk,
                            const float *B, int ldb, float *C, int ldc, int accumulate) {
     for (int j = j0; j < N; j++)
         for (int r = 0; r < mr; r++) {
             float s = 0.0f;
-            for (int k = 0; k < K; k++) s += A[(size_t)r * lda + k] * B[(size_t)k * ldb + j];
+            for (int k = 0; k < K; k++) s += A[r * sr + k * sk] * B[(size_t)k * ldb + j];
             float *c = C + (size_t)r * ldc + j;
             *c = accumulate ? *c + s : s;
         }
 }
 
-// Rows 0..3 of A and C (pointers already offset).
-static void gemm_rows4(int N, int K, const float *A, int lda, const float *B, int ldb,
-                       float *C, int ldc, int accumulate) {
-    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * (size_t)lda, *a3 = A + 3 * (size_t)lda;
+// Rows 0..3 of op(A) and C (pointers already offset).
+static void gemm_rows4(int N, int K, const float *A, size_t sr, size_t sk, const float *B,
+                       int ldb, float *C, int ldc, int accumulate) {
     float *c0 = C, *c1 = C + ldc, *c2 = C + 2 * (size_t)ldc, *c3 = C + 3 * (size_t)ldc;
     int j = 0;
     for (; j + 2 * MC_VW <= N; j += 2 * MC_VW) {
         mc_vf x00 = mc_vzero(), x01 = mc_vzero(), x10 = mc_vzero(), x11 = mc_vzero();
         mc_vf x20 = mc_vzero(), x21 = mc_vzero(), x30 = mc_vzero(), x31 = mc_vzero();
-        const float *b = B + j;
-        for (int k = 0; k < K; k++, b += ldb) {
+        const float *b = B + j, *ak = A;
+        for (int k = 0; k < K; k++, b += ldb, ak += sk) {
             mc_vf b0 = mc_vload(b), b1 = mc_vload(b + MC_VW), a;
-            a = mc_vset1(a0[k]), x00 = mc_vfma(a, b0, x00), x01 = mc_vfma(a, b1, x01);
-            a = mc_vset1(a1[k]), x10 = mc_vfma(a, b0, x10), x11 = mc_vfma(a, b1, x11);
-            a = mc_vset1(a2[k]), x20 = mc_vfma(a, b0, x20), x21 = mc_vfma(a, b1, x21);
-            a = mc_vset1(a3[k]), x30 = mc_vfma(a, b0, x30), x31 = mc_vfma(a, b1, x31);
+            a = mc_vset1(ak[0]), x00 = mc_vfma(a, b0, x00), x01 = mc_vfma(a, b1, x01);
+            a = mc_vset1(ak[sr]), x10 = mc_vfma(a, b0, x10), x11 = mc_vfma(a, b1, x11);
+            a = mc_vset1(ak[2 * sr]), x20 = mc_vfma(a, b0, x20), x21 = mc_vfma(a, b1, x21);
+            a = mc_vset1(ak[3 * sr]), x30 = mc_vfma(a, b0, x30), x31 = mc_vfma(a, b1, x31);
         }
         GEMM_PUT(c0 + j, x00), GEMM_PUT(c0 + j + MC_VW, x01);
         GEMM_PUT(c1 + j, x10), GEMM_PUT(c1 + j + MC_VW, x11);
@@ -390,22 +390,22 @@ static void gemm_rows4(int N, int K, const float *A, int lda, const float *B, in
     }
     for (; j + MC_VW <= N; j += MC_VW) {
         mc_vf x0 = mc_vzero(), x1 = mc_vzero(), x2 = mc_vzero(), x3 = mc_vzero();
-        const float *b = B + j;
-        for (int k = 0; k < K; k++, b += ldb) {
+        const float *b = B + j, *ak = A;
+        for (int k = 0; k < K; k++, b += ldb, ak += sk) {
             mc_vf b0 = mc_vload(b);
-            x0 = mc_vfma(mc_vset1(a0[k]), b0, x0);
-            x1 = mc_vfma(mc_vset1(a1[k]), b0, x1);
-            x2 = mc_vfma(mc_vset1(a2[k]), b0, x2);
-            x3 = mc_vfma(mc_vset1(a3[k]), b0, x3);
+            x0 = mc_vfma(mc_vset1(ak[0]), b0, x0);
+            x1 = mc_vfma(mc_vset1(ak[sr]), b0, x1);
+            x2 = mc_vfma(mc_vset1(ak[2 * sr]), b0, x2);
+            x3 = mc_vfma(mc_vset1(ak[3 * sr]), b0, x3);
         }
         GEMM_PUT(c0 + j, x0), GEMM_PUT(c1 + j, x1), GEMM_PUT(c2 + j, x2), GEMM_PUT(c3 + j, x3);
     }
-    gemm_tail_cols(4, j, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    gemm_tail_cols(4, j, N, K, A, sr, sk, B, ldb, C, ldc, accumulate);
 }
 
-// One row of A and C.
-static void gemm_rows1(int N, int K, const float *A, const float *B, int ldb, float *C,
-                       int accumulate) {
+// One row of op(A) (elements sk apart) and of C.
+static void gemm_rows1(int N, int K, const float *A, size_t sk, const float *B, int ldb,
+                       float *C, int accumulate) {
     int j = 0;
     for (; j + 2 * MC_VW <= N; j += 2 * MC_VW) {
         // Two partial sums per column vector (even and odd k) hide latency.
@@ -413,12 +413,12 @@ static void gemm_rows1(int N, int K, const float *A, const float *B, int ldb, fl
         const float *b = B + j;
         int k = 0;
         for (; k + 2 <= K; k += 2, b += 2 * (size_t)ldb) {
-            mc_vf a = mc_vset1(A[k]), e = mc_vset1(A[k + 1]);
+            mc_vf a = mc_vset1(A[k * sk]), e = mc_vset1(A[(k + 1) * sk]);
             x0 = mc_vfma(a, mc_vload(b), x0), x1 = mc_vfma(a, mc_vload(b + MC_VW), x1);
             y0 = mc_vfma(e, mc_vload(b + ldb), y0), y1 = mc_vfma(e, mc_vload(b + ldb + MC_VW), y1);
         }
         if (k < K) {
-            mc_vf a = mc_vset1(A[k]);
+            mc_vf a = mc_vset1(A[k * sk]);
             x0 = mc_vfma(a, mc_vload(b), x0), x1 = mc_vfma(a, mc_vload(b + MC_VW), x1);
         }
         GEMM_PUT(C + j, mc_vadd(x0, y0)), GEMM_PUT(C + j + MC_VW, mc_vadd(x1, y1));
@@ -426,27 +426,27 @@ static void gemm_rows1(int N, int K, const float *A, const float *B, int ldb, fl
     for (; j + MC_VW <= N; j += MC_VW) {
         mc_vf x0 = mc_vzero();
         const float *b = B + j;
-        for (int k = 0; k < K; k++, b += ldb) x0 = mc_vfma(mc_vset1(A[k]), mc_vload(b), x0);
+        for (int k = 0; k < K; k++, b += ldb) x0 = mc_vfma(mc_vset1(A[k * sk]), mc_vload(b), x0);
         GEMM_PUT(C + j, x0);
     }
-    gemm_tail_cols(1, j, N, K, A, 0, B, ldb, C, 0, accumulate);
+    gemm_tail_cols(1, j, N, K, A, 0, sk, B, ldb, C, 0, accumulate);
 }
 #endif
 
-static void k_gemm_small(int M, int N, int K, const float *A, int lda, const float *B,
-                         int ldb, float *C, int ldc, int accumulate) {
+static void k_gemm_small(int transA, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, float *C, int ldc, int accumulate) {
+    size_t sr = transA ? 1 : (size_t)lda, sk = transA ? (size_t)lda : 1;
 #if MC_SIMD
     int i = 0;
     for (; i + 4 <= M; i += 4)
-        gemm_rows4(N, K, A + (size_t)i * lda, lda, B, ldb, C + (size_t)i * ldc, ldc, accumulate);
-    for (; i < M; i++)
-        gemm_rows1(N, K, A + (size_t)i * lda, B, ldb, C + (size_t)i * ldc, accumulate);
+        gemm_rows4(N, K, A + i * sr, sr, sk, B, ldb, C + (size_t)i * ldc, ldc, accumulate);
+    for (; i < M; i++) gemm_rows1(N, K, A + i * sr, sk, B, ldb, C + (size_t)i * ldc, accumulate);
 #else
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * ldc;
         if (!accumulate) memset(c, 0, (size_t)N * sizeof(float));
         for (int k = 0; k < K; k++) {
-            float a = A[(size_t)i * lda + k];
+            float a = A[i * sr + k * sk];
             const float *b = B + (size_t)k * ldb;
             for (int j = 0; j < N; j++) c[j] += a * b[j];
         }
