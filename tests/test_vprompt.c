@@ -1,0 +1,543 @@
+// test_vprompt.c - the padding visual prompt (coop/vprompt.h).
+//
+//   * layout: P = 3 (S^2 - (S - 2b)^2) (86,016 at S 256, b 32, the count of
+//     the paper's published prompt), the piece order, full <-> border round
+//     trip, the hole's values counted and dropped;
+//   * the tape op x + prompt (.) mask: forward, and its backward against the
+//     sum over images of the output gradient at border pixels;
+//   * border-only storage: save / load round trip (bit-exact), metadata,
+//     model and size checks;
+//   * the paper's .pt visual prompts (tests/fixtures/vp_paper_*.pt from
+//     tests/reference/gen_vp.py): border from meta and from the mask, the
+//     pieces against numpy's slicing (vp_pt_pieces.safetensors), dropped
+//     hole values;
+//   * reference parity (vp_ref_*.safetensors, the real open_clip / timm
+//     tower of reduced S0 and B trunks in float64): loss, logits and
+//     d loss / d prompt, fused and training forms;
+//   * central differences of the loss at a few border parameters.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../coop/coop.h"
+#include "../coop/vprompt.h"
+#include "../mobileclip/json.h"
+#include "../mobileclip/safetensors.h"
+#include "util/check.h"
+#include "util/detweights.h"
+
+// Tolerances relative to the reference's absmax.  torch float32 vs float64
+// differ by at most 3.6e-6 on the prompt gradient (generator output); C
+// observed: see the printed lines (about 1e-5 for the gradient).
+#define TOL_LOGITS 1e-4
+#define TOL_GRAD   1e-3
+#define TOL_LOSS   1e-4   // relative
+
+static const char *const ref_cases[] = {"s0_b10", "b_b13"};
+
+// ---- layout ----
+
+static void test_layout(void) {
+    CHECK(coop_vp_numel(256, 32) == 86016, "P(256, 32) = %lld, expected 86016",
+          (long long)coop_vp_numel(256, 32));
+    CHECK(coop_vp_numel(256, 50) == 123600 && coop_vp_numel(256, 64) == 147456,
+          "P(256, 50 | 64) wrong");
+    CHECK(coop_vp_numel(224, 30) == 3 * (224 * 224 - 164 * 164), "P(224, 30) wrong");
+    McErr err;
+    CHECK(coop_vp_check(8, 5, &err) == -1 && strstr(err.msg, "border 5"),
+          "border 5 of side 8 accepted");
+    CHECK(coop_vp_check(8, 4, &err) == 0, "border 4 of side 8 (no hole) refused");
+
+    // Every border pixel has a distinct index, the hole none; order of the
+    // pieces: up, down, left, right.
+    int S = 13, b = 3;
+    int64_t P = coop_vp_numel(S, b);
+    char *seen = calloc((size_t)P, 1);
+    int bad = 0, hole = 0;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < S; i++)
+            for (int j = 0; j < S; j++) {
+                int64_t k = coop_vp_index(S, b, c, i, j);
+                int in_hole = i >= b && i < S - b && j >= b && j < S - b;
+                if (in_hole) { hole += k == -1; bad += k != -1; continue; }
+                if (k < 0 || k >= P || seen[k]) bad++;
+                else seen[k] = 1;
+            }
+    CHECK(bad == 0 && hole == 3 * 7 * 7, "index map: %d bad, %d hole pixels", bad, hole);
+    CHECK(coop_vp_index(S, b, 0, 0, 0) == 0 && coop_vp_index(S, b, 0, S - b, 0) == 3 * b * S &&
+          coop_vp_index(S, b, 0, b, 0) == 6 * b * S &&
+          coop_vp_index(S, b, 0, b, S - b) == 6 * b * S + 3 * (S - 2 * b) * b,
+          "piece offsets are not up, down, left, right");
+    free(seen);
+
+    // full -> border -> full keeps the border and zeroes the hole.
+    float *full = malloc(sizeof(float) * 3 * S * S), *back = malloc(sizeof(float) * 3 * S * S);
+    float *th = malloc(sizeof(float) * (size_t)P);
+    test_seed(3);
+    test_fill_normal(full, (size_t)3 * S * S, 1.0);
+    int64_t dropped = coop_vp_from_full(S, b, full, th);
+    coop_vp_to_full(S, b, th, back);
+    int diff = 0;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < S; i++)
+            for (int j = 0; j < S; j++) {
+                int64_t q = ((int64_t)c * S + i) * S + j;
+                float want = coop_vp_index(S, b, c, i, j) < 0 ? 0.0f : full[q];
+                diff += back[q] != want;
+            }
+    CHECK(diff == 0 && dropped == 3 * 7 * 7, "full round trip: %d differ, %lld dropped", diff,
+          (long long)dropped);
+    CHECK(coop_vp_detect_border(S, back) == b, "border detected %d, expected %d",
+          coop_vp_detect_border(S, back), b);
+    printf("%-48s P(256, 32) = 86016, index map, round trip ok\n", "layout");
+    free(full), free(back), free(th);
+}
+
+// ---- the tape op ----
+
+static void test_apply(void) {
+    McErr err;
+    CoopVPrompt vp;
+    int S = 11, b = 2, N = 3;
+    CHECK(coop_vp_init(&vp, S, b, 0.5, 9, &err) == 0, "init: %s", err.msg);
+    Graph *g = ag_graph_new(1 << 20);
+    Tensor *x = ag_tensor(g, MC_DIMS(N, 3, S, S));
+    test_fill_normal(x->data, (size_t)x->n, 1.0);
+    Tensor *out = coop_vp_apply(g, x, &vp);
+    float *full = malloc(sizeof(float) * 3 * S * S);
+    coop_vp_to_full(S, b, vp.theta->data, full);
+    int bad = 0;
+    for (int64_t i = 0; i < out->n; i++)
+        bad += out->data[i] != x->data[i] + full[i % (3 * S * S)];
+    CHECK(bad == 0, "apply forward: %d values differ from x + prompt", bad);
+
+    // L = sum(r * out): d theta = sum_n r_n at border pixels.
+    float *r = malloc(sizeof(float) * (size_t)out->n);
+    test_fill_normal(r, (size_t)out->n, 1.0);
+    tensor_zero_grad(vp.theta);
+    ag_backward_seed(g, out, r);
+    float *want = calloc((size_t)vp.theta->n, sizeof(float));
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < S; i++)
+                for (int j = 0; j < S; j++) {
+                    int64_t k = coop_vp_index(S, b, c, i, j);
+                    if (k >= 0) want[k] += r[(((int64_t)n * 3 + c) * S + i) * S + j];
+                }
+    test_close("apply backward d theta", vp.theta->grad, want, (size_t)vp.theta->n, 1e-6, 1e-6);
+    free(full), free(r), free(want);
+    ag_graph_free(g);
+    coop_vp_free(&vp);
+}
+
+// ---- files ----
+
+static void tmp_path(char *buf, size_t len, const char *name) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(buf, len, "%s/mclip_%d_%s", tmp ? tmp : "/tmp", (int)getpid(), name);
+}
+
+static void test_roundtrip(void) {
+    McErr err;
+    CoopVPrompt vp, back;
+    CHECK(coop_vp_init(&vp, 64, 8, 0.02, 5, &err) == 0, "init: %s", err.msg);
+    char path[512];
+    tmp_path(path, sizeof path, "vp.safetensors");
+    const char *keys[] = {"epochs"}, *vals[] = {"3"};
+    CoopVPromptMeta meta = {.model_name = "MobileCLIP2-S0", .random_weights = 1,
+                            .init_std = 0.02, .seed = 5, .extra_keys = keys,
+                            .extra_values = vals, .n_extra = 1};
+    CHECK(coop_vp_save(path, &vp, &meta, &err) == 0, "save: %s", err.msg);
+
+    // The file holds the four pieces only: [3, 8, 64] x 2 and [3, 48, 8] x 2.
+    StFile *f = st_open(path, &err);
+    CHECK(f && st_count(f) == 4, "saved file: %d tensors", f ? st_count(f) : -1);
+    const StTensor *t = f ? st_find(f, "pad_left") : NULL;
+    CHECK(t && t->shape[0] == 3 && t->shape[1] == 48 && t->shape[2] == 8, "pad_left shape");
+    CHECK(f && !strcmp(st_meta(f, "prompt_type"), "vis") && !strcmp(st_meta(f, "epochs"), "3"),
+          "metadata prompt_type / extra key");
+    st_close(f);
+
+    CoopVPromptFile vf;
+    CHECK(coop_vp_load(path, &vf, &err) == 0, "load: %s", err.msg);
+    CHECK(vf.size == 64 && vf.border == 8 && vf.random_weights && vf.init_std == 0.02,
+          "loaded geometry / metadata");
+    CHECK(memcmp(vf.theta, vp.theta->data, (size_t)vp.theta->n * sizeof(float)) == 0,
+          "border values changed in the round trip");
+    CHECK(coop_vp_file_check(&vf, "MobileCLIP2-S0", 64, &err) == 0, "check: %s", err.msg);
+    CHECK(coop_vp_file_check(&vf, "MobileCLIP2-S2", 64, &err) == -1 &&
+          strstr(err.msg, "MobileCLIP2-S2"), "another model accepted");
+    CHECK(coop_vp_file_check(&vf, "MobileCLIP2-S0", 256, &err) == -1, "another size accepted");
+    CHECK(coop_vp_file_prompt(&vf, &back, &err) == 0 && back.theta->n == vp.theta->n,
+          "file -> prompt");
+    printf("%-48s %lld border values bit-exact, 4 pieces\n", "save / load round trip",
+           (long long)vp.theta->n);
+    coop_vp_file_free(&vf);
+    coop_vp_free(&back);
+
+    // A text prompt file is not a visual prompt.
+    CHECK(coop_vp_load("tests/fixtures/pt/prompt_s0.pt", &vf, &err) == -1 &&
+          strstr(err.msg, "prompt_type"), "a text .pt prompt accepted: %s", err.msg);
+    unlink(path);
+    coop_vp_free(&vp);
+}
+
+// Compare the pieces of a loaded .pt with numpy's slicing.
+static void check_pieces(const char *tag, const CoopVPromptFile *vf) {
+    McErr err;
+    StFile *f = st_open("tests/fixtures/vp_pt_pieces.safetensors", &err);
+    CHECK(f != NULL, "%s (regenerate with tests/reference/gen_vp.py)", f ? "" : err.msg);
+    if (!f) return;
+    CoopVPrompt vp;
+    coop_vp_file_prompt(vf, &vp, &err);
+    int64_t off = 0;
+    const char *names[4] = {"pad_up", "pad_down", "pad_left", "pad_right"};
+    for (int p = 0; p < 4; p++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s.%s", tag, names[p]);
+        const StTensor *t = st_find(f, key);
+        CHECK(t != NULL, "%s missing", key);
+        if (!t) continue;
+        float *want = malloc(sizeof(float) * (size_t)t->numel);
+        st_to_f32(f, t, want, t->numel, &err);
+        CHECK(off + t->numel <= vp.theta->n &&
+              memcmp(vp.theta->data + off, want, sizeof(float) * (size_t)t->numel) == 0,
+              "%s: the converted piece differs from numpy's slice", key);
+        off += t->numel;
+        free(want);
+    }
+    CHECK(off == vp.theta->n, "%s: pieces hold %lld values, the prompt %lld", tag,
+          (long long)off, (long long)vp.theta->n);
+    coop_vp_free(&vp);
+    st_close(f);
+}
+
+static void test_paper_pt(void) {
+    McErr err;
+    CoopVPromptFile vf;
+    int rc = coop_vp_load("tests/fixtures/vp_paper_b8.pt", &vf, &err);
+    CHECK(rc == 0, "vp_paper_b8.pt: %s (regenerate with tests/reference/gen_vp.py)",
+          rc ? err.msg : "");
+    if (rc == 0) {
+        CHECK(vf.size == 64 && vf.border == 8 && vf.dropped == 0, "b8: size %d border %d "
+              "dropped %lld", vf.size, vf.border, (long long)vf.dropped);
+        CHECK(!strcmp(vf.model_name, "MobileCLIP2-S0") && !strcmp(vf.coop_version, "v0.1.1"),
+              "b8: meta model %s version %s", vf.model_name, vf.coop_version);
+        check_pieces("pt_b8", &vf);
+        printf("%-48s 64x64, border 8 from meta, %lld values\n", "paper .pt (border_size)",
+               (long long)coop_vp_numel(64, 8));
+        coop_vp_file_free(&vf);
+    }
+    rc = coop_vp_load("tests/fixtures/vp_paper_nob.pt", &vf, &err);
+    CHECK(rc == 0, "vp_paper_nob.pt: %s", rc ? err.msg : "");
+    if (rc == 0) {
+        CHECK(vf.size == 32 && vf.border == 5 && vf.dropped == 2, "nob: size %d border %d "
+              "dropped %lld (expected 32, 5 from the mask, 2)", vf.size, vf.border,
+              (long long)vf.dropped);
+        check_pieces("pt_nob", &vf);
+        printf("%-48s 32x32, border 5 from the mask, 2 hole values dropped\n",
+               "paper .pt (no border_size)");
+        coop_vp_file_free(&vf);
+    }
+}
+
+// ---- reference parity ----
+
+typedef struct {
+    char path[256], weights[512];
+    StFile *st;
+    McImageConfig cfg;
+    int N, K, border;
+    double scale;
+    float *x, *txtn, *theta;
+    int32_t *labels;
+} RefCase;
+
+static int jint(const JsonValue *o, const char *key) {
+    int64_t v = 0;
+    const JsonValue *x = json_get(o, key);
+    CHECK(x && json_int(x, &v) == 0, "json: integer %s missing", key);
+    return (int)v;
+}
+
+static void jints(const JsonValue *o, const char *key, int *out) {
+    const JsonValue *a = json_get(o, key);
+    CHECK(a && a->type == JSON_ARRAY && a->len <= 5, "json: array %s", key);
+    for (size_t i = 0; a && i < a->len && i < 5; i++) out[i] = (int)a->items[i].integer;
+}
+
+static JsonDoc *meta_json(StFile *st, const char *key) {
+    const char *s = st_meta(st, key);
+    McErr err;
+    JsonDoc *d = s ? json_parse(s, strlen(s), NULL, &err) : NULL;
+    CHECK(d != NULL, "%s: metadata %s missing or bad", st_path(st), key);
+    return d;
+}
+
+// The tower configuration gen_image.py reads back from timm.
+static void parse_config(RefCase *c, const JsonValue *o) {
+    McImageConfig *m = &c->cfg;
+    memset(m, 0, sizeof *m);
+    const JsonValue *kind = json_get(o, "kind");
+    const char *k = kind && kind->type == JSON_STRING ? kind->str : "";
+    m->image_size = jint(o, "image_size");
+    m->embed = jint(o, "embed");
+    if (!strcmp(k, "fastvit")) {
+        McFastVitConfig *v = &m->fastvit;
+        m->kind = MC_TRUNK_FASTVIT;
+        v->n_stages = jint(o, "n_stages");
+        jints(o, "widths", v->widths);
+        jints(o, "depths", v->depths);
+        jints(o, "attn", v->attn);
+        jints(o, "se_downsample", v->se_downsample);
+        v->mlp_ratio = jint(o, "mlp_ratio");
+        v->attn_layernorm = jint(o, "attn_layernorm");
+        v->stem_scale_branch = jint(o, "stem_scale_branch");
+    } else {
+        McVitConfig *v = &m->vit;
+        m->kind = !strcmp(k, "vit_b_mci") ? MC_TRUNK_VIT_B_MCI : MC_TRUNK_VIT_L14;
+        v->width = jint(o, "width");
+        v->heads = jint(o, "heads");
+        v->layers = jint(o, "layers");
+        v->mlp = jint(o, "mlp");
+        v->patch = jint(o, "patch");
+        const JsonValue *e = json_get(o, "ln_eps");
+        v->ln_eps = e ? (float)e->number : 0;
+        v->conv_stem = jint(o, "conv_stem");
+        v->norm_pre = jint(o, "norm_pre");
+        v->cls_has_pos = jint(o, "cls_has_pos");
+    }
+}
+
+static float *read_f32(StFile *st, const char *name, int64_t *n) {
+    const StTensor *t = st_find(st, name);
+    CHECK(t != NULL, "%s: %s missing", st_path(st), name);
+    if (!t) return NULL;
+    float *v = malloc(sizeof(float) * (size_t)t->numel);
+    McErr err;
+    CHECK(st_to_f32(st, t, v, t->numel, &err) == 0, "%s: %s", name, err.msg);
+    if (n) *n = t->numel;
+    return v;
+}
+
+// The four named pieces prefix.pad_up, ... concatenated.
+static float *read_pieces(StFile *st, const char *prefix, int64_t P) {
+    const char *names[4] = {"pad_up", "pad_down", "pad_left", "pad_right"};
+    float *out = malloc(sizeof(float) * (size_t)P);
+    int64_t off = 0;
+    for (int p = 0; p < 4; p++) {
+        char key[64];
+        int64_t n = 0;
+        snprintf(key, sizeof key, "%s%s", prefix, names[p]);
+        float *v = read_f32(st, key, &n);
+        if (v && off + n <= P) memcpy(out + off, v, sizeof(float) * (size_t)n);
+        off += n;
+        free(v);
+    }
+    CHECK(off == P, "%s pieces: %lld values, expected %lld", prefix, (long long)off,
+          (long long)P);
+    return out;
+}
+
+static int open_case(RefCase *c, const char *name) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->path, sizeof c->path, "tests/fixtures/vp_ref_%s.safetensors", name);
+    McErr err;
+    c->st = st_open(c->path, &err);
+    CHECK(c->st != NULL, "%s: %s (regenerate with tests/reference/gen_vp.py)", c->path,
+          c->st ? "" : err.msg);
+    if (!c->st) return -1;
+    JsonDoc *dc = meta_json(c->st, "case"), *di = meta_json(c->st, "image_config");
+    JsonDoc *dx = meta_json(c->st, "image_input");
+    if (!dc || !di || !dx) return json_free(dc), json_free(di), json_free(dx), -1;
+    c->N = jint(json_root(dc), "N"), c->K = jint(json_root(dc), "K");
+    c->border = jint(json_root(dc), "border");
+    c->scale = json_get(json_root(dc), "scale")->number;
+    parse_config(c, json_root(di));
+
+    // The images: a recipe ["input.image", [N, 3, S, S], lo, hi].
+    const JsonValue *a = json_root(dx);
+    const char *seed = st_meta(c->st, "detweights_seed");
+    int S = c->cfg.image_size;
+    int64_t nx = (int64_t)c->N * 3 * S * S;
+    c->x = malloc(sizeof(float) * (size_t)nx);
+    detweights_fill(c->x, (size_t)nx, a->items[0].str, a->items[2].number, a->items[3].number,
+                    seed ? strtoull(seed, NULL, 10) : 0);
+    json_free(dc), json_free(di), json_free(dx);
+
+    // Prompt, class embeddings (normalised here), labels.
+    c->theta = read_pieces(c->st, "input.", coop_vp_numel(S, c->border));
+    c->txtn = read_f32(c->st, "input.txt", NULL);
+    if (c->txtn) coop_normalize_rows(c->txtn, c->K, c->cfg.embed);
+    int64_t lab[64];
+    const StTensor *t = st_find(c->st, "input.labels");
+    CHECK(t && t->numel == c->N && c->N <= 64, "input.labels");
+    if (t) st_to_i64(c->st, t, lab, t->numel, &err);
+    c->labels = malloc(sizeof(int32_t) * (size_t)c->N);
+    for (int i = 0; i < c->N; i++) c->labels[i] = (int32_t)lab[i];
+
+    // Weights file from the recipes and the stored small tensors.
+    const char *tmp = getenv("TMPDIR");
+    snprintf(c->weights, sizeof c->weights, "%s/mclip_%d_vp_%s.safetensors",
+             tmp ? tmp : "/tmp", (int)getpid(), name);
+    const char *skip[] = {"ref.", "input.", NULL};
+    int rc = detweights_expand(c->path, c->weights, skip);
+    CHECK(rc == 0, "%s: expanding the weight recipes failed", c->path);
+    return rc;
+}
+
+static void close_case(RefCase *c) {
+    if (c->weights[0]) unlink(c->weights);
+    st_close(c->st);
+    free(c->x), free(c->txtn), free(c->theta), free(c->labels);
+}
+
+static ImageTower *load_tower(const RefCase *c, int fuse) {
+    McErr err;
+    WeightSet *ws = ws_open(c->weights, &err);
+    CHECK(ws != NULL, "%s: %s", c->weights, ws ? "" : err.msg);
+    if (!ws) return NULL;
+    ImageTower *tw = image_tower_load(ws, &c->cfg, fuse, &err);
+    int fin = tw ? ws_finish(ws, &err) : -1;
+    CHECK(tw && fin == 0, "%s: %s", c->path, err.msg);
+    ws_close(ws);
+    if (tw && fin) image_tower_free(tw), tw = NULL;
+    return tw;
+}
+
+static double run_loss(Graph *g, ImageTower *tw, CoopVPrompt *vp, const RefCase *c,
+                       float *logits) {
+    tensor_zero_grad(vp->theta);
+    return coop_vp_loss(g, tw, vp, c->x, c->N, c->txtn, c->K, c->labels, c->scale, logits,
+                        NULL, NULL);
+}
+
+// Central differences of the loss at the border parameters with the
+// largest gradients (float forward; the loss is ~2, so float noise is about
+// 1e-7 / h relative).
+static void fd_check(Graph *g, ImageTower *tw, CoopVPrompt *vp, const RefCase *c,
+                     const float *grad, const char *label) {
+    const double h = 1e-2;
+    int64_t P = vp->theta->n, probes[4] = {0, 0, 0, 0};
+    double gmax = 0;
+    for (int64_t i = 0; i < P; i++) gmax = fmax(gmax, fabs(grad[i]));
+    for (int p = 0; p < 4; p++)   // the largest |grad| entries, then a spread
+        probes[p] = p < 2 ? (int64_t)(p * P / 2) : (int64_t)((p * 7919) % P);
+    for (int64_t i = 0; i < P; i++)
+        if (fabs(grad[i]) > fabs(grad[probes[0]])) probes[0] = i;
+    double worst = 0;
+    for (int p = 0; p < 4; p++) {
+        float keep = vp->theta->data[probes[p]];
+        vp->theta->data[probes[p]] = keep + (float)h;
+        double lp = run_loss(g, tw, vp, c, NULL);
+        vp->theta->data[probes[p]] = keep - (float)h;
+        double lm = run_loss(g, tw, vp, c, NULL);
+        vp->theta->data[probes[p]] = keep;
+        double num = (lp - lm) / (2 * h);
+        worst = fmax(worst, fabs(num - grad[probes[p]]) / gmax);
+    }
+    // Observed 4.5e-3 (s0) and 2.8e-3 (b) of absmax at h = 1e-2: truncation
+    // (h^2) and the float noise of the loss (about 3e-6, divided by 2h; a
+    // smaller h makes B's small gradients noisier).  A wrong gradient is off
+    // by the gradient itself.
+    CHECK(worst < 1e-2, "%s: finite differences off by %.2e of absmax", label, worst);
+    printf("%-48s 4 probes, max |fd - grad| / absmax %.2e\n", label, worst);
+}
+
+static void run_case(const char *name) {
+    RefCase c;
+    if (open_case(&c, name) == 0) {
+        int S = c.cfg.image_size;
+        int64_t P = coop_vp_numel(S, c.border);
+        float *ref_grad = read_pieces(c.st, "ref.grad.", P);
+        float *ref_logits = read_f32(c.st, "ref.logits", NULL);
+        float *ref_loss = read_f32(c.st, "ref.loss", NULL);
+        float *logits = malloc(sizeof(float) * (size_t)(c.N * c.K));
+        for (int fuse = 1; fuse >= 0; fuse--) {
+            ImageTower *tw = load_tower(&c, fuse);
+            if (!tw || !ref_grad || !ref_logits || !ref_loss) {
+                image_tower_free(tw);
+                continue;
+            }
+            McErr err;
+            CoopVPrompt vp;
+            CHECK(coop_vp_init_data(&vp, S, c.border, c.theta, &err) == 0, "%s", err.msg);
+            Graph *g = ag_graph_new(1 << 22);
+            double loss = run_loss(g, tw, &vp, &c, logits);
+            char label[96];
+            snprintf(label, sizeof label, "%s %s loss", name, fuse ? "fused" : "training");
+            double rel = fabs(loss - ref_loss[0]) / fabs(ref_loss[0]);
+            CHECK(rel < TOL_LOSS, "%s: %.6f vs reference %.6f", label, loss, ref_loss[0]);
+            printf("%-48s %.6f vs %.6f (rel %.1e)\n", label, loss, ref_loss[0], rel);
+            snprintf(label, sizeof label, "%s %s logits", name, fuse ? "fused" : "training");
+            test_close_absmax(label, logits, ref_logits, (size_t)(c.N * c.K), TOL_LOGITS);
+            snprintf(label, sizeof label, "%s %s d loss / d prompt", name,
+                     fuse ? "fused" : "training");
+            test_close_absmax(label, vp.theta->grad, ref_grad, (size_t)P, TOL_GRAD);
+            if (fuse) {
+                float *grad = malloc(sizeof(float) * (size_t)P);
+                memcpy(grad, vp.theta->grad, sizeof(float) * (size_t)P);
+                snprintf(label, sizeof label, "%s finite differences", name);
+                fd_check(g, tw, &vp, &c, grad, label);
+                free(grad);
+            }
+            // No tower weight ever gets a gradient buffer.
+            int bad = 0;
+            for (int i = 0; i < image_tower_param_count(tw); i++)
+                bad += image_tower_param(tw, i)->grad != NULL;
+            CHECK(bad == 0, "%s: %d tower weights have gradient buffers", name, bad);
+            ag_graph_free(g);
+            coop_vp_free(&vp);
+            image_tower_free(tw);
+        }
+        free(ref_grad), free(ref_logits), free(ref_loss), free(logits);
+    }
+    close_case(&c);
+}
+
+// The usage sketch of vprompt.h on the reduced S0 tower.
+static void usage_sketch(void) {
+    RefCase c;
+    if (open_case(&c, "s0_b10") == 0) {
+        ImageTower *tw = load_tower(&c, 1);
+        McErr err;
+        CoopVPrompt vp;
+        int S = c.cfg.image_size;
+        int ok = tw && coop_vp_init(&vp, S, 10, COOP_VP_INIT_STD, 42, &err) == 0;
+        CHECK(ok, "usage sketch: init");
+        if (ok) {
+            Graph *g = ag_graph_new(1 << 22);
+            float *logits = malloc(sizeof(float) * (size_t)(c.N * c.K));
+            tensor_zero_grad(vp.theta);
+            double loss = coop_vp_loss(g, tw, &vp, c.x, c.N, c.txtn, c.K, c.labels, 100.0,
+                                       logits, NULL, NULL);
+            CHECK(isfinite(loss) && loss > 0, "usage sketch: loss %g", loss);
+            // Features with and without the prompt differ.
+            int64_t E = c.cfg.embed;
+            float *f0 = malloc(sizeof(float) * (size_t)(c.N * E));
+            float *f1 = malloc(sizeof(float) * (size_t)(c.N * E));
+            coop_vp_features(g, tw, NULL, c.x, c.N, 3, f0);
+            coop_vp_features(g, tw, &vp, c.x, c.N, 3, f1);
+            double d = 0;
+            for (int64_t i = 0; i < c.N * E; i++) d = fmax(d, fabs(f0[i] - f1[i]));
+            CHECK(d > 1e-4, "usage sketch: the prompt does not change the features");
+            free(f0), free(f1), free(logits);
+            ag_graph_free(g);
+            coop_vp_free(&vp);
+        }
+        image_tower_free(tw);
+    }
+    close_case(&c);
+}
+
+int main(void) {
+    test_layout();
+    test_apply();
+    test_roundtrip();
+    test_paper_pt();
+    for (size_t i = 0; i < sizeof ref_cases / sizeof *ref_cases; i++) run_case(ref_cases[i]);
+    usage_sketch();
+    return test_finish("test_vprompt");
+}
