@@ -7,6 +7,9 @@
 #   make check-long      slower tests (long runs, kill -9 loops)
 #   make check-reference regenerate full-size fixtures with PyTorch and check them
 #   make bench           build bench/ programs and print numbers
+#   make fuzz            libFuzzer harnesses (clang), FUZZ_SECONDS each
+#   make fuzz-smoke      the same for FUZZ_SMOKE_SECONDS each (CI)
+#   make valgrind        the whole suite under valgrind (slow)
 #   make info            what was detected
 #
 # Knobs: CC, CFLAGS, BLAS=0|1, OMP=0|1, SIMD=auto|scalar, NATIVE=0|1,
@@ -171,9 +174,38 @@ info:
 	  else echo "  BPE      ✗ ../shared/clip/ missing (weights/download.sh fetches the vocabulary)"; fi
 
 help:
-	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,19p' Makefile | sed 's/^# \{0,1\}//'
 
 clean:
 	rm -rf build mclip
+
+# ---- fuzzing and valgrind (tests/fuzz/README.md) ----
+# Harnesses tests/fuzz/fuzz_*.c are built with clang (FUZZ_CC) into
+# build/fuzz/ against a library compiled with ASan + UBSan and coverage
+# (no BLAS, no OpenMP); tests/fuzz/run.sh runs them one after another.
+FUZZ_CC            ?= clang
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 30
+FUZZ_BUILD         := build/fuzz
+FUZZ_BIN           := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+VALGRIND           ?= valgrind --error-exitcode=1 --leak-check=full --track-origins=yes \
+                      --suppressions=tests/valgrind.supp
+.PHONY: fuzz fuzz-smoke fuzz-build valgrind
+
+fuzz-build:
+	@$(MAKE) --no-print-directory CC=$(FUZZ_CC) BUILD=$(FUZZ_BUILD) BLAS=0 OMP=0 SAN=1 \
+	  JPEG=stb OPT="-O1 -fsanitize=fuzzer-no-link" $(FUZZ_BIN)
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_BUILD)/libmclip.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -fsanitize=fuzzer $< $(LIB) $(LDLIBS) -o $@
+
+fuzz: fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
+
+valgrind: $(TESTBIN) $(BIN)
+	@MCLIP_BIN=$(BIN) MCLIP_RUNNER="$(VALGRIND)" sh tests/run.sh $(TESTBIN)
 
 -include $(LIBOBJ:.o=.d) $(ISAOBJ:.o=.d) $(TESTHOBJ:.o=.d)

@@ -24,6 +24,7 @@ struct StFile {
     char      **meta_key, **meta_val;
     int         n_meta;
     Arena       strings;        // names and metadata
+    int         borrowed;       // 1: map is the caller's memory (st_open_mem), not mmap'd
 };
 
 // ---- dtypes ----
@@ -337,9 +338,29 @@ fail:
     return NULL;
 }
 
+StFile *st_open_mem(const void *data, size_t size, const char *name, McErr *err) {
+    StFile *f = mc_calloc(1, sizeof *f);
+    arena_init(&f->strings, 1 << 14);
+    f->path = arena_strdup(&f->strings, name);
+    f->borrowed = 1;
+    if (size < 8) {
+        mc_err(err, "%s: file is %zu bytes, too short for the 8-byte header length "
+               "(truncated?)", name, size);
+        st_close(f);
+        return NULL;
+    }
+    f->map = data;
+    f->size = size;
+    if (read_header(f, err)) {
+        st_close(f);
+        return NULL;
+    }
+    return f;
+}
+
 void st_close(StFile *f) {
     if (!f) return;
-    if (f->map) munmap((void *)f->map, f->size);
+    if (f->map && !f->borrowed) munmap((void *)f->map, f->size);
     mc_free(f->tensors);
     mc_free((void *)f->by_name);
     arena_free(&f->strings);

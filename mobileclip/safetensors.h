@@ -54,6 +54,9 @@ typedef struct StTensor {
 typedef struct StFile StFile;
 
 StFile         *st_open(const char *path, McErr *err);
+// Same checks on a file already in memory; name is used in messages.  The
+// tensors point into data, which must stay valid until st_close.
+StFile         *st_open_mem(const void *data, size_t size, const char *name, McErr *err);
 void            st_close(StFile *f);
 const char     *st_path(const StFile *f);
 int             st_count(const StFile *f);

@@ -48,6 +48,7 @@ struct PtFile {
     Arena       arena;        // names and the value tree
     uint64_t    tree_bytes;
     uint64_t    inflated;
+    int         borrowed;     // 1: map is the caller's memory (pt_open_mem), not mmap'd
 };
 
 static inline uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -1018,6 +1019,8 @@ int pt_sniff(const char *path) {
            ((m[2] == 3 && m[3] == 4) || (m[2] == 5 && m[3] == 6));
 }
 
+static int check_magic(PtFile *f, McErr *err);
+
 static int map_file(PtFile *f, McErr *err) {
     int fd = open(f->path, O_RDONLY);
     if (fd < 0) return mc_err(err, "%s: cannot open: %s", f->path, strerror(errno));
@@ -1036,8 +1039,14 @@ static int map_file(PtFile *f, McErr *err) {
     close(fd);
     if (m == MAP_FAILED) return mc_err(err, "%s: mmap failed: %s", f->path, strerror(errno));
     f->map = m;
+    return check_magic(f, err);
+}
 
-    // Say what it is when it is not a zip.
+// The first bytes: a zip archive, or say what it is instead.
+static int check_magic(PtFile *f, McErr *err) {
+    if (f->size < 4)
+        return mc_err(err, "%s: file is %zu bytes, too short for a torch.save zip archive "
+                      "(truncated?)", f->path, f->size);
     if (f->map[0] == 0x80 && f->map[1] <= 5)
         return mc_err(err, "%s: legacy (pre-1.6) torch.save format; re-save it with torch >= "
                       "1.6 (torch.save(obj, path) with the default zip serialization)", f->path);
@@ -1094,12 +1103,29 @@ PtFile *pt_open(const char *path, McErr *err) {
     return f;
 }
 
+PtFile *pt_open_mem(const void *data, size_t size, const char *name, McErr *err) {
+    PtFile *f = mc_calloc(1, sizeof *f);
+    arena_init(&f->arena, 1 << 16);
+    f->path = arena_strndup(&f->arena, name, strlen(name));
+    f->prefix = "";
+    f->borrowed = 1;
+    f->map = data;
+    f->size = size;
+    ZipEntry *pkl;
+    if (check_magic(f, err) || zip_read_dir(f, err) || find_pickle(f, &pkl, err) ||
+        vm_run(f, pkl->data, (size_t)pkl->size, err)) {
+        pt_close(f);
+        return NULL;
+    }
+    return f;
+}
+
 void pt_close(PtFile *f) {
     if (!f) return;
     for (int64_t i = 0; i < f->n_ent; i++) free(f->ent[i].owned);
     mc_free(f->ent);
     mc_free(f->sorted);
-    if (f->map) munmap((void *)f->map, f->size);
+    if (f->map && !f->borrowed) munmap((void *)f->map, f->size);
     arena_free(&f->arena);
     mc_free(f);
 }

@@ -103,6 +103,9 @@ typedef struct PtFile PtFile;
 // problem (the message names the file, and for pickle problems the byte
 // offset in data.pkl).
 PtFile *pt_open(const char *path, McErr *err);
+// Same on a file already in memory; name is used in messages.  Tensors
+// point into data, which must stay valid until pt_close.
+PtFile *pt_open_mem(const void *data, size_t size, const char *name, McErr *err);
 void    pt_close(PtFile *f);
 const char    *pt_path(const PtFile *f);
 const PtValue *pt_root(const PtFile *f);
