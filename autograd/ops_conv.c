@@ -15,11 +15,17 @@
 typedef struct ConvSaved {
     ConvShape shape;
     float *work;      // conv2d_work_floats(shape, passes) floats, or NULL
+    int threads;      // mc_threads() the work buffer was sized for
 } ConvSaved;
 
 static void conv2d_backward(AgNode *node) {
     Tensor *x = node->in[0], *w = node->in[1], *bias = node->in[2], *y = node->out;
     ConvSaved *sv = node->saved;
+    // NOTE: per-thread scratch was sized in the forward; more threads now
+    // would overrun it.
+    MC_CHECK(mc_threads() <= sv->threads, "conv2d backward: %d threads, but the forward "
+             "sized its scratch for %d (change mc_set_threads between steps only)",
+             mc_threads(), sv->threads);
     // d x [N,Cin,H,W] += transposed conv of d y with w
     if (ag_wants(x)) conv2d_backward_x(x->grad, y->grad, w->data, &sv->shape, sv->work);
     // d w [Cout,Cg,kH,kW] += correlation of d y with x (never for frozen w)
@@ -65,6 +71,7 @@ Tensor *ag_conv2d(Graph *g, Tensor *x, Tensor *w, Tensor *bias,
         ConvSaved *sv = arena_alloc(&g->arena, sizeof *sv);
         sv->shape = s;
         sv->work = work;
+        sv->threads = mc_threads();
         node->saved = sv;
     }
     return y;

@@ -15,8 +15,10 @@
 //                        per image and group, no copy;
 //   CONV_PATH_DEPTHWISE  G == Cin > 1 (Cout = m * Cin, "channel multiplier
 //                        m"): a direct kernel on a padded, stride-phase-split
-//                        copy of each input plane, vectorised over the
-//                        flattened output plane (tensor/isa/conv_dw.c);
+//                        copy of each input plane, vectorised over output
+//                        columns (tensor/isa/conv_dw.c, one variant per ISA);
+//                        d x of a stride-1 one is the same kernel run on d y
+//                        with the kernel rotated by 180 degrees;
 //   CONV_PATH_IM2COL     anything else (full convs, strided 1x1 = GEMM on
 //                        the subsampled input, general groups): im2col per
 //                        image and group, then one GEMM.
