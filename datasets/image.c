@@ -1,7 +1,8 @@
 // image.c - see image.h.  Header parsing, limits and error text are ours;
-// pixel decoding is stb_image's (stb_image_impl.c).  The conversions to RGB
-// follow Pillow 9.4's PngImagePlugin / JpegImagePlugin / GifImagePlugin
-// modes and its Convert.c, checked against PIL by tests/test_preprocess.c.
+// pixel decoding is stb_image's (stb_image_impl.c), or libjpeg-turbo's.
+// The modes follow Pillow 9.4's PngImagePlugin / JpegImagePlugin /
+// GifImagePlugin / BmpImagePlugin and the conversions to RGB its
+// convert("RGB"), checked against PIL by tests/test_preprocess.c.
 #include "image.h"
 
 #include <errno.h>
@@ -433,6 +434,16 @@ typedef struct GifScan {
     uint8_t colors[256 * 3]; // that table (local, else global)
 } GifScan;
 
+// 1 when the k-entry colour table t [k, 3] is the gray ramp: entry i is
+// (i, i, i).  PIL drops such a table and opens the frame as mode "L".
+static int gray_ramp(const uint8_t *t, int k, int stride) {
+    for (int i = 0; i < k; i++) {
+        const uint8_t *e = t + (size_t)i * stride;
+        if (e[0] != i || e[1] != i || e[2] != i) return 0;
+    }
+    return 1;
+}
+
 // Skip a chain of data sub-blocks (length byte, data) ending with a 0.
 static size_t gif_skip_blocks(const uint8_t *p, size_t n, size_t off) {
     while (off < n && p[off] != 0) off += 1 + (size_t)p[off];
@@ -451,12 +462,14 @@ static int gif_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo *
     memset(gs, 0, sizeof *gs);
     gs->transparent = -1;
     size_t off = 13;
+    int global_colors = 0, local_colors = -1;   // -1: no local table; 0: a gray ramp
     if (p[10] & 0x80) {
         int k = 2 << (p[10] & 7);
         if (off + 3 * (size_t)k > n)
             return mc_err(err, "%s: truncated GIF: global colour table cut short", name);
         memcpy(gs->colors, p + off, 3 * (size_t)k);
         gs->n_colors = k;
+        global_colors = !gray_ramp(p + off, k, 3);
         off += 3 * (size_t)k;
     }
     for (;;) {
@@ -492,6 +505,7 @@ static int gif_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo *
             return mc_err(err, "%s: truncated GIF: local colour table cut short", name);
         memcpy(gs->colors, p + off, 3 * (size_t)k);
         gs->n_colors = k;
+        local_colors = !gray_ramp(p + off, k, 3);
         off += 3 * (size_t)k;
     }
     if (off >= n || gif_skip_blocks(p, n, off + 1) == (size_t)-1)
@@ -502,14 +516,68 @@ static int gif_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo *
                       info->w, info->h);
     info->format = DS_IMAGE_GIF;
     info->channels = 1, info->bits = 8, info->palette = 1, info->progressive = 0;
-    snprintf(info->mode, sizeof info->mode, "P");
+
+    // PIL's mode: "P" when the frame's table (local, else global) is a real
+    // palette; "L" when it is the gray ramp or there is none.
+    int colored = local_colors >= 0 ? local_colors : global_colors;
+    snprintf(info->mode, sizeof info->mode, "%s", colored ? "P" : "L");
     return 0;
 }
 
 // ---- BMP header ----
 
+typedef struct BmpScan {
+    size_t data_off;         // offset of the pixel rows
+    int top_down;            // 1: rows stored top row first
+    int rgba_byte[4];        // mode RGBA: byte of R, G, B, A in a 32-bit pixel
+} BmpScan;
+
+// 32-bit bit-field layouts (R, G, B, A masks) that PIL opens as "RGBA";
+// all-zero masks it reads as B, G, R, A bytes.
+static const uint32_t bmp_alpha_layouts[4][4] = {
+    {0xFF0000u, 0xFF00u, 0xFFu, 0xFF000000u},
+    {0xFFu, 0xFF00u, 0xFF0000u, 0xFF000000u},
+    {0xFF000000u, 0xFF0000u, 0xFF00u, 0xFFu},
+    {0, 0, 0, 0},
+};
+
+// PIL's mode for a BMP whose header is valid: "P", or "L" / "1" for a gray
+// ramp / black-and-white palette; "RGBA" for alpha bit fields; else "RGB".
+static const char *bmp_mode(const uint8_t *p, size_t n, uint32_t dib, int bpp, int comp,
+                            BmpScan *bs) {
+    size_t after = 14 + (size_t)dib;   // palette (or BITMAPINFOHEADER masks)
+    if (bpp <= 8) {
+        // Palette entries: biClrUsed, or 2^bpp; 3 bytes each in OS/2 files.
+        int stride = dib == 12 ? 3 : 4;
+        int64_t colors = dib >= 40 ? (int64_t)le32(p + 46) : 0;
+        if (colors == 0) colors = (int64_t)1 << bpp;
+        if (colors > 256 || after + (size_t)colors * stride > n) return "P";
+        if (colors == 2) {
+            const uint8_t *e0 = p + after, *e1 = e0 + stride;
+            int bw = e0[0] == 0 && e0[1] == 0 && e0[2] == 0 &&
+                     e1[0] == 255 && e1[1] == 255 && e1[2] == 255;
+            return bw ? "1" : "P";
+        }
+        return gray_ramp(p + after, (int)colors, stride) ? "L" : "P";
+    }
+    if (bpp == 32 && comp == 3 && dib >= 56) {
+        // Masks in a V4/V5 header: R, G, B, A at 54, 58, 62, 66.
+        uint32_t m[4];
+        for (int k = 0; k < 4; k++) m[k] = le32(p + 54 + 4 * k);
+        for (int l = 0; l < 4; l++) {
+            if (memcmp(m, bmp_alpha_layouts[l], sizeof m) != 0) continue;
+            const uint32_t *lay = bmp_alpha_layouts[l == 3 ? 0 : l];
+            for (int k = 0; k < 4; k++)
+                bs->rgba_byte[k] = lay[k] == 0xFFu ? 0 : lay[k] == 0xFF00u ? 1
+                                 : lay[k] == 0xFF0000u ? 2 : 3;
+            return "RGBA";
+        }
+    }
+    return "RGB";
+}
+
 static int bmp_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo *info,
-                     McErr *err) {
+                     BmpScan *bs, McErr *err) {
     if (n < 26) return mc_err(err, "%s: truncated BMP: %zu bytes, the header needs 26", name, n);
     uint32_t data_off = le32(p + 10), dib = le32(p + 14);
     int64_t w, h;
@@ -522,7 +590,12 @@ static int bmp_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo *
     } else {
         return mc_err(err, "%s: damaged or unsupported BMP: DIB header size %u", name, dib);
     }
+    memset(bs, 0, sizeof *bs);
+    bs->top_down = h < 0;
     if (h < 0) h = -h;                                // top-down rows
+    if ((size_t)14 + dib > n)
+        return mc_err(err, "%s: truncated BMP: the %u-byte DIB header is cut short at %zu "
+                      "bytes", name, dib, n);
     if (w <= 0 || h <= 0 || w > INT32_MAX || h > INT32_MAX)
         return mc_err(err, "%s: damaged BMP: header gives a %lldx%lld image", name,
                       (long long)w, (long long)h);
@@ -542,7 +615,8 @@ static int bmp_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo *
     info->w = (int)w, info->h = (int)h;
     info->channels = bpp == 32 ? 4 : bpp <= 8 ? 1 : 3;
     info->bits = 8, info->palette = bpp <= 8, info->progressive = 0;
-    snprintf(info->mode, sizeof info->mode, "%s", bpp <= 8 ? "P" : "RGB");
+    bs->data_off = data_off;
+    snprintf(info->mode, sizeof info->mode, "%s", bmp_mode(p, n, dib, bpp, comp, bs));
     return 0;
 }
 
@@ -552,6 +626,7 @@ typedef struct Scan {
     PngScan png;
     JpegScan jpeg;
     GifScan gif;
+    BmpScan bmp;
 } Scan;
 
 static int probe(const uint8_t *p, size_t n, const char *name, const DsImageLimits *lim,
@@ -570,7 +645,7 @@ static int probe(const uint8_t *p, size_t n, const char *name, const DsImageLimi
     case DS_IMAGE_JPEG: rc = jpeg_probe(p, n, name, info, &sc->jpeg, err); break;
     case DS_IMAGE_PNG:  rc = png_probe(p, n, name, info, &sc->png, err); break;
     case DS_IMAGE_GIF:  rc = gif_probe(p, n, name, info, &sc->gif, err); break;
-    case DS_IMAGE_BMP:  rc = bmp_probe(p, n, name, info, err); break;
+    case DS_IMAGE_BMP:  rc = bmp_probe(p, n, name, info, &sc->bmp, err); break;
     default:            return err_not_image(err, name, p, n);
     }
     if (rc) return rc;
@@ -601,24 +676,87 @@ int ds_image_probe(const void *data, size_t n, const char *name, const DsImageLi
     return rc;
 }
 
+// ---- modes and their conversion to RGB ----
+
+int ds_mode_channels(DsMode mode) {
+    static const int channels[] = {1, 1, 2, 3, 3, 4, 4, 1};
+    return channels[mode];
+}
+
+const char *ds_mode_name(DsMode mode) {
+    static const char *const names[] = {"1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I"};
+    return names[mode];
+}
+
+// The DsMode of a PIL mode name set by the probes.
+static DsMode mode_from_name(const char *name) {
+    for (int m = DS_MODE_1; m <= DS_MODE_I; m++)
+        if (strcmp(name, ds_mode_name((DsMode)m)) == 0) return (DsMode)m;
+    return DS_MODE_RGB;
+}
+
+void ds_mode_to_rgb(uint8_t *rgb, const void *src, DsMode mode, size_t n) {
+    const uint8_t *s = src;
+    const int32_t *si = src;
+    int C = ds_mode_channels(mode);
+    for (size_t i = 0; i < n; i++, rgb += 3) {
+        const uint8_t *px = s + i * C;
+        switch (mode) {
+        case DS_MODE_1: case DS_MODE_L: case DS_MODE_LA:
+            // Gray replicated; alpha dropped.
+            rgb[0] = rgb[1] = rgb[2] = px[0];
+            break;
+        case DS_MODE_I:
+            // Clipped to 0..255.
+            rgb[0] = rgb[1] = rgb[2] = (uint8_t)(si[i] < 0 ? 0 : si[i] > 255 ? 255 : si[i]);
+            break;
+        case DS_MODE_CMYK:
+            // nk = 255 - K; R = nk - round(C * nk / 255) with PIL's MULDIV255
+            // rounding (t = C nk + 128, (t + t / 256) / 256), never below 0.
+            for (int k = 0; k < 3; k++) {
+                int nk = 255 - px[3];
+                int t = px[k] * nk + 128;
+                int v = nk - (((t >> 8) + t) >> 8);
+                rgb[k] = (uint8_t)(v < 0 ? 0 : v);
+            }
+            break;
+        default:
+            // P (already colours), RGB, RGBA (alpha dropped).
+            rgb[0] = px[0], rgb[1] = px[1], rgb[2] = px[2];
+            break;
+        }
+    }
+}
+
+void ds_pixels_to_rgb(uint8_t *rgb, const DsPixels *px) {
+    const void *src = px->mode == DS_MODE_I ? (const void *)px->pix_i : (const void *)px->pix;
+    ds_mode_to_rgb(rgb, src, px->mode, (size_t)px->w * (size_t)px->h);
+}
+
+void ds_pixels_free(DsPixels *px) {
+    if (!px) return;
+    free(px->pix);     // stb_image allocates with malloc too (STBI_MALLOC)
+    free(px->pix_i);
+    px->pix = NULL, px->pix_i = NULL;
+    px->w = px->h = 0;
+}
+
 // ---- decoding ----
 
-// 16-bit grayscale PNG: PIL mode "I", and convert("RGB") clips each value
-// to 0..255 (values above 255 become white).
-static uint8_t *decode_png_gray16(const uint8_t *p, int len, int *w, int *h, const char **why) {
+// 16-bit grayscale PNG: PIL's mode "I", the values 0..65535 as int32.
+static int32_t *decode_png_gray16(const uint8_t *p, int len, int *w, int *h, const char **why) {
     int c;
     uint16_t *g = stbi_load_16_from_memory(p, len, w, h, &c, 1);
     if (!g) return NULL;
     size_t np = (size_t)*w * (size_t)*h;
-    uint8_t *rgb = malloc(np * 3);
-    if (rgb) {
-        for (size_t i = 0; i < np; i++)
-            memset(rgb + 3 * i, g[i] > 255 ? 255 : g[i], 3);
+    int32_t *v = malloc(np * sizeof(int32_t));
+    if (v) {
+        for (size_t i = 0; i < np; i++) v[i] = g[i];
     } else {
         *why = "out of memory";
     }
     stbi_image_free(g);
-    return rgb;
+    return v;
 }
 
 // GIF first frame: stb_image leaves transparent pixels (alpha 0) black and
@@ -657,6 +795,28 @@ static uint8_t *decode_gif(const uint8_t *p, int len, const GifScan *gs, int *w,
     return rgb;
 }
 
+// 32-bit BMP with alpha bit fields (mode RGBA), read here: stb_image turns
+// an alpha channel that is 0 everywhere into 255, PIL keeps it.  The probe
+// checked that the rows fit in the file.
+static uint8_t *decode_bmp_rgba(const uint8_t *p, const BmpScan *bs, int w, int h) {
+    uint8_t *rgba = malloc((size_t)w * (size_t)h * 4);
+    if (!rgba) return NULL;
+    for (int y = 0; y < h; y++) {
+        // Rows are stored bottom-up unless the height was negative.
+        const uint8_t *s = p + bs->data_off + (size_t)(bs->top_down ? y : h - 1 - y) * w * 4;
+        uint8_t *d = rgba + (size_t)y * w * 4;
+        for (int x = 0; x < w; x++, s += 4, d += 4)
+            for (int k = 0; k < 4; k++) d[k] = s[bs->rgba_byte[k]];
+    }
+    return rgba;
+}
+
+// Keep the first of three interleaved channels, in place: [n, 3] -> [n, 1]
+// (gray modes whose decoder gives colours).
+static void keep_first_channel(uint8_t *px, size_t n) {
+    for (size_t i = 0; i < n; i++) px[i] = px[3 * i];
+}
+
 #ifdef MCLIP_LIBJPEG
 // libjpeg reports errors through error_exit, which must not return: jump
 // back to the decoder with the message.  Warnings (corrupt-data notes that
@@ -675,41 +835,22 @@ static void jpeg_on_error(j_common_ptr cinfo) {
 
 static void jpeg_on_message(j_common_ptr cinfo) { (void)cinfo; }
 
-// One decoded scanline of C components to RGB: gray replicated; CMYK as
-// PIL's "CMYK;I" unpacking (invert) then cmyk2rgb: with nk = 255 - K,
-// R = nk - round(C * nk / 255), the rounding of PIL's MULDIV255.
-static void jpeg_row_to_rgb(uint8_t *d, const uint8_t *s, int w, int C) {
-    for (int x = 0; x < w; x++, d += 3, s += C) {
-        if (C == 1) {
-            d[0] = d[1] = d[2] = s[0];
-        } else if (C == 3) {
-            d[0] = s[0], d[1] = s[1], d[2] = s[2];
-        } else {
-            int nk = s[3];                       // 255 - (255 - stored K)
-            for (int k = 0; k < 3; k++) {
-                int t = (255 - s[k]) * nk + 128;
-                int v = nk - (((t >> 8) + t) >> 8);
-                d[k] = (uint8_t)(v < 0 ? 0 : v);
-            }
-        }
-    }
-}
-
 // Decode as PIL's JpegDecode sets libjpeg up: default (islow) IDCT, fancy
-// upsampling, output RGB, gray or CMYK by component count.  On failure
-// returns NULL with the reason in msg [JMSG_LENGTH_MAX <= DECODE_WHY_LEN].
-static uint8_t *decode_libjpeg(const uint8_t *p, size_t n, int *w, int *h, char *msg) {
+// upsampling, output RGB, gray or CMYK by component count, into [H, W, C]
+// (*C = 1, 3 or 4).  CMYK samples are inverted, as PIL's "CMYK;I" raw mode
+// stores them.  On failure returns NULL with the reason in msg
+// [JMSG_LENGTH_MAX <= DECODE_WHY_LEN].
+static uint8_t *decode_libjpeg(const uint8_t *p, size_t n, int *w, int *h, int *C, char *msg) {
     struct jpeg_decompress_struct cinfo;
     JpegErr jerr;
-    uint8_t *volatile rgb = NULL;
-    uint8_t *volatile row = NULL;
+    uint8_t *volatile pix = NULL;
     cinfo.err = jpeg_std_error(&jerr.pub);
     jerr.pub.error_exit = jpeg_on_error;
     jerr.pub.output_message = jpeg_on_message;
     jerr.msg = msg;
     if (setjmp(jerr.jump)) {
         jpeg_destroy_decompress(&cinfo);
-        free(rgb), free(row);
+        free(pix);
         return NULL;
     }
     jpeg_create_decompress(&cinfo);
@@ -719,61 +860,91 @@ static uint8_t *decode_libjpeg(const uint8_t *p, size_t n, int *w, int *h, char 
     cinfo.out_color_space = nc == 1 ? JCS_GRAYSCALE : nc == 3 ? JCS_RGB : JCS_CMYK;
     jpeg_start_decompress(&cinfo);
 
-    // Scanlines, converted to RGB one at a time.
-    int W = (int)cinfo.output_width, H = (int)cinfo.output_height, C = cinfo.output_components;
-    rgb = malloc((size_t)W * H * 3);
-    row = malloc((size_t)W * C);
-    if (!rgb || !row) {
+    // Scanlines straight into the image.
+    int W = (int)cinfo.output_width, H = (int)cinfo.output_height, K = cinfo.output_components;
+    size_t row_len = (size_t)W * K;
+    pix = malloc(row_len * H);
+    if (!pix) {
         jpeg_destroy_decompress(&cinfo);
-        free(rgb), free(row);
         snprintf(msg, JMSG_LENGTH_MAX, "out of memory");
         return NULL;
     }
     while (cinfo.output_scanline < cinfo.output_height) {
-        JSAMPROW r = row;
-        int y = (int)cinfo.output_scanline;
+        JSAMPROW r = pix + (size_t)cinfo.output_scanline * row_len;
         jpeg_read_scanlines(&cinfo, &r, 1);
-        jpeg_row_to_rgb(rgb + (size_t)y * W * 3, row, W, C);
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
-    free(row);
-    *w = W, *h = H;
-    return rgb;
+
+    // CMYK: PIL's values are the stored ones inverted.
+    if (K == 4)
+        for (size_t i = 0; i < row_len * H; i++) pix[i] = (uint8_t)(255 - pix[i]);
+    *w = W, *h = H, *C = K;
+    return pix;
 }
 #endif
 
-// The pixels of a probed file as RGB [h, w, 3] (malloc), or NULL with the
+// The pixels of a probed file in its PIL mode (see DsPixels): sets px's
+// pix or pix_i, w, h, mode and channels, and returns 0; or -1 with the
 // decoder's reason in why [DECODE_WHY_LEN].
-static uint8_t *decode_pixels(const uint8_t *p, size_t n, const DsImageInfo *info,
-                              const GifScan *gs, int *w, int *h, char *why) {
+static int decode_native(const uint8_t *p, size_t n, const DsImageInfo *info, const Scan *sc,
+                         DsPixels *px, char *why) {
     const char *reason = NULL;
-    uint8_t *rgb;
-    int c;
+    DsMode mode = mode_from_name(info->mode);
+    int w = 0, h = 0, c;
+    uint8_t *pix = NULL;
+    int32_t *pix_i = NULL;
     ds_stbi_clear_failure();
-    if (info->format == DS_IMAGE_JPEG) {
+    switch (info->format) {
+    case DS_IMAGE_JPEG: {
 #ifdef MCLIP_LIBJPEG
-        return decode_libjpeg(p, n, w, h, why);
+        pix = decode_libjpeg(p, n, &w, &h, &c, why);
+        if (!pix) return -1;
+        mode = c == 1 ? DS_MODE_L : c == 3 ? DS_MODE_RGB : DS_MODE_CMYK;
 #else
-        rgb = stbi_load_from_memory(p, (int)n, w, h, &c, 3);
+        // stb_image gives CMYK JPEGs only as RGB (see image.h).
+        if (mode == DS_MODE_CMYK) mode = DS_MODE_RGB;
+        pix = stbi_load_from_memory(p, (int)n, &w, &h, &c, ds_mode_channels(mode));
 #endif
-    } else if (info->format == DS_IMAGE_PNG && info->channels == 1 && !info->palette &&
-               info->bits == 16) {
-        rgb = decode_png_gray16(p, (int)n, w, h, &reason);
-    } else if (info->format == DS_IMAGE_GIF) {
-        rgb = decode_gif(p, (int)n, gs, w, h, &reason);
-    } else {
-        rgb = stbi_load_from_memory(p, (int)n, w, h, &c, 3);
+        break;
     }
-    if (!rgb) {
+    case DS_IMAGE_PNG:
+        // stb_image scales 1..4-bit gray to 0..255 and keeps the high byte
+        // of 16-bit samples, as PIL's raw modes do; "I" is read whole.
+        if (mode == DS_MODE_I)
+            pix_i = decode_png_gray16(p, (int)n, &w, &h, &reason);
+        else
+            pix = stbi_load_from_memory(p, (int)n, &w, &h, &c, ds_mode_channels(mode));
+        break;
+    case DS_IMAGE_GIF:
+        pix = decode_gif(p, (int)n, &sc->gif, &w, &h, &reason);
+        if (pix && mode == DS_MODE_L) keep_first_channel(pix, (size_t)w * h);
+        break;
+    default:
+        // BMP: palette colours (gray ramps give gray), RGB, or RGBA read here.
+        if (mode == DS_MODE_RGBA) {
+            w = info->w, h = info->h;
+            pix = decode_bmp_rgba(p, &sc->bmp, w, h);
+            if (!pix) reason = "out of memory";
+        } else {
+            pix = stbi_load_from_memory(p, (int)n, &w, &h, &c, 3);
+            if (pix && (mode == DS_MODE_L || mode == DS_MODE_1))
+                keep_first_channel(pix, (size_t)w * h);
+        }
+        break;
+    }
+    if (!pix && !pix_i) {
         if (!reason) reason = stbi_failure_reason();
         snprintf(why, DECODE_WHY_LEN, "%s", reason ? reason : "corrupt data");
+        return -1;
     }
-    return rgb;
+    px->w = w, px->h = h, px->mode = mode, px->channels = ds_mode_channels(mode);
+    px->pix = pix, px->pix_i = pix_i;
+    return 0;
 }
 
-int ds_image_decode(const void *data, size_t n, const char *name, const DsImageLimits *lim,
-                    DsImage *out, McErr *err) {
+int ds_pixels_decode(const void *data, size_t n, const char *name, const DsImageLimits *lim,
+                     DsPixels *out, McErr *err) {
     DsImageLimits def;
     if (!lim) ds_image_limits_default(&def), lim = &def;
     memset(out, 0, sizeof *out);
@@ -797,22 +968,47 @@ int ds_image_decode(const void *data, size_t n, const char *name, const DsImageL
         if (patched) p = patched;
     }
 
-    // Decode to RGB with the conversion PIL's convert("RGB") applies.
-    int w = 0, h = 0;
+    // Decode in PIL's mode.
+    DsPixels px;
+    memset(&px, 0, sizeof px);
     char why[DECODE_WHY_LEN];
-    uint8_t *rgb = decode_pixels(p, np, &info, &sc->gif, &w, &h, why);
+    int rc = decode_native(p, np, &info, sc, &px, why);
     free(patched);
     free(sc);
-    if (!rgb) {
+    if (rc) {
         return mc_err(err, "%s: cannot decode this %dx%d %s (decoder says: %s)", name, info.w,
                       info.h, ds_image_format_name(info.format), why);
     }
-    if (w != info.w || h != info.h) {
-        stbi_image_free(rgb);
+    if (px.w != info.w || px.h != info.h) {
+        int w = px.w, h = px.h;
+        ds_pixels_free(&px);
         return mc_err(err, "%s: decoded %s is %dx%d but its header says %dx%d", name,
                       ds_image_format_name(info.format), w, h, info.w, info.h);
     }
-    out->w = w, out->h = h, out->rgb = rgb, out->info = info;
+    px.info = info;
+    *out = px;
+    return 0;
+}
+
+int ds_image_decode(const void *data, size_t n, const char *name, const DsImageLimits *lim,
+                    DsImage *out, McErr *err) {
+    memset(out, 0, sizeof *out);
+    DsPixels px;
+    if (ds_pixels_decode(data, n, name, lim, &px, err)) return -1;
+
+    // convert("RGB"): nothing to do for RGB, else a converted copy.
+    uint8_t *rgb = px.pix;
+    if (px.mode != DS_MODE_RGB) {
+        rgb = malloc((size_t)px.w * (size_t)px.h * 3);
+        if (!rgb) {
+            ds_pixels_free(&px);
+            return mc_err(err, "%s: out of memory converting a %dx%d image to RGB", name,
+                          px.w, px.h);
+        }
+        ds_pixels_to_rgb(rgb, &px);
+        ds_pixels_free(&px);
+    }
+    out->w = px.info.w, out->h = px.info.h, out->rgb = rgb, out->info = px.info;
     return 0;
 }
 
@@ -859,6 +1055,18 @@ int ds_image_load(const char *path, const DsImageLimits *lim, DsImage *out, McEr
     size_t n;
     if (read_file(path, lim->max_file_bytes, &buf, &n, err)) return -1;
     int rc = ds_image_decode(buf, n, path, lim, out, err);
+    free(buf);
+    return rc;
+}
+
+int ds_pixels_load(const char *path, const DsImageLimits *lim, DsPixels *out, McErr *err) {
+    DsImageLimits def;
+    if (!lim) ds_image_limits_default(&def), lim = &def;
+    memset(out, 0, sizeof *out);
+    uint8_t *buf;
+    size_t n;
+    if (read_file(path, lim->max_file_bytes, &buf, &n, err)) return -1;
+    int rc = ds_pixels_decode(buf, n, path, lim, out, err);
     free(buf);
     return rc;
 }

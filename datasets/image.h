@@ -1,8 +1,11 @@
 // image.h - decode JPEG, PNG, GIF and BMP files into 8-bit RGB exactly as
-// PIL's `Image.open(path).convert("RGB")` yields them (Pillow 9.4).
+// PIL's `Image.open(path).convert("RGB")` yields them (Pillow 9.4), or into
+// the mode PIL opens them in (DsPixels), which open_clip's transform
+// resizes before it converts to RGB.
 //
-// Dims: an image is H rows of W pixels, stored [H, W, 3] row-major with the
-// channels interleaved (R, G, B), one byte each.
+// Dims: an image is H rows of W pixels, stored [H, W, C] row-major with the
+// C channels interleaved (RGB: R, G, B), one byte each; mode "I" holds one
+// int32 per pixel, [H, W].
 //
 // The format is recognised by its first bytes, never by the file name.  The
 // header is read here (dimensions, bit depth, colour type, JPEG coding
@@ -29,6 +32,21 @@
 //     K' * C' / 255 on the stored values rounds to the same numbers;
 //   - EXIF orientation is ignored (PIL's open does not apply it).
 //
+// Modes (DsPixels, what PIL's open gives before any convert):
+//   - PNG: "1" (1-bit gray, bytes 0/255), "L" (2..8-bit gray, scaled), "I"
+//     (16-bit gray, the values 0..65535), "LA", "RGB", "RGBA" (16-bit
+//     samples reduced to their high byte), "P" (palette); a tRNS chunk
+//     does not change the mode;
+//   - JPEG: "L", "RGB", "CMYK" (PIL's values: the stored ones inverted);
+//   - GIF: "P", or "L" when the frame's colour table is the gray ramp
+//     (entry i = (i, i, i)) or there is none;
+//   - BMP: "P" (1..8 bits), "L" / "1" when the palette is the gray ramp or
+//     black-and-white, "RGBA" for 32-bit bit fields with an alpha mask in
+//     a V4/V5 header, "RGB" otherwise.
+//   A palette image ("P") is held as the colours its indices select, not
+//   as the indices: PIL resizes "P" only with NEAREST, which picks pixels
+//   and so commutes with the palette lookup.
+//
 // Limitations (checked, reported as errors, never guessed around):
 //   - JPEG: baseline and progressive Huffman, 8-bit, 1, 3 or 4 components.
 //     Lossless, hierarchical and 12-bit JPEGs are rejected (PIL cannot read
@@ -47,7 +65,12 @@
 //   - GIF: the first frame only.  Pixels that are transparent or outside the
 //     first frame take the palette colour PIL gives them (the transparent
 //     index, or index 0 when there is none).
-//   - BMP: uncompressed and bit-field BMPs (no RLE).
+//   - BMP: uncompressed and bit-field BMPs (no RLE).  4-bit gray-ramp and
+//     8-bit two-colour black-and-white BMPs, which PIL 9.4 reads with the
+//     wrong raw mode (garbage pixels), are decoded as their palette says.
+//   - With stb_image, a CMYK JPEG's pixels come out as RGB only: DsPixels
+//     then holds mode RGB (info.mode still says "CMYK"), so open_clip's
+//     order resizes it after the conversion, like the paper's order.
 //   - Limits (DsImageLimits): file size, width and height, pixel count.
 //
 // Usage sketch (compiled by tests/test_image_errors.c):
@@ -59,6 +82,12 @@
 //     } else {
 //         printf("%d x %d\n", im.w, im.h);     // im.rgb is [H, W, 3]
 //         ds_image_free(&im);
+//     }
+//
+//     DsPixels px;                             // the mode PIL opens it in
+//     if (ds_pixels_load("logo.png", NULL, &px, &err) == 0) {
+//         printf("%s\n", ds_mode_name(px.mode));   // "RGBA"
+//         ds_pixels_free(&px);
 //     }
 #ifndef MCLIP_DS_IMAGE_H
 #define MCLIP_DS_IMAGE_H
@@ -126,6 +155,48 @@ int ds_image_probe(const void *data, size_t n, const char *name,
                    const DsImageLimits *lim, DsImageInfo *info, McErr *err);
 
 void ds_image_free(DsImage *im);
+
+// ---- pixels in PIL's mode ----
+
+// PIL image modes.
+typedef enum {
+    DS_MODE_1,      // bilevel: [H, W, 1], bytes 0 or 255
+    DS_MODE_L,      // gray: [H, W, 1]
+    DS_MODE_LA,     // gray + alpha: [H, W, 2], not premultiplied
+    DS_MODE_P,      // palette: [H, W, 3], the colours of the indices
+    DS_MODE_RGB,    // [H, W, 3]
+    DS_MODE_RGBA,   // [H, W, 4], not premultiplied
+    DS_MODE_CMYK,   // [H, W, 4], PIL's CMYK values
+    DS_MODE_I       // 32-bit integers: [H, W] int32
+} DsMode;
+
+typedef struct DsPixels {
+    int w, h;                // width W, height H
+    DsMode mode;             // the mode the samples are in
+    int channels;            // samples per pixel: ds_mode_channels(mode)
+    uint8_t *pix;            // [H, W, channels] for every mode but I, else NULL; owned
+    int32_t *pix_i;          // [H, W] for mode I, else NULL; owned
+    DsImageInfo info;        // what the file held
+} DsPixels;
+
+// As ds_image_load / ds_image_decode, keeping PIL's mode (see above).
+int ds_pixels_load(const char *path, const DsImageLimits *lim, DsPixels *out, McErr *err);
+int ds_pixels_decode(const void *data, size_t n, const char *name,
+                     const DsImageLimits *lim, DsPixels *out, McErr *err);
+void ds_pixels_free(DsPixels *px);
+
+// PIL's convert("RGB") on n pixels of a mode: rgb [n, 3] from src, which
+// is int32_t [n] for mode I and uint8_t [n, ds_mode_channels(mode)]
+// otherwise.  1, L: replicated; LA, RGBA: alpha dropped (no compositing);
+// P: already colours; CMYK: with nk = 255 - K, R = max(0, nk - round(C nk
+// / 255)) in PIL's integer rounding; I: clipped to 0..255.
+void ds_mode_to_rgb(uint8_t *rgb, const void *src, DsMode mode, size_t n);
+
+// The whole image: rgb [H, W, 3].
+void ds_pixels_to_rgb(uint8_t *rgb, const DsPixels *px);
+
+int         ds_mode_channels(DsMode mode);   // 1, 1, 2, 3, 3, 4, 4, 1
+const char *ds_mode_name(DsMode mode);       // "1", "L", "LA", "P", ...
 
 // The format named by the first bytes (DS_IMAGE_UNKNOWN when none of ours).
 DsImageFormat ds_image_sniff(const void *data, size_t n);

@@ -1,6 +1,6 @@
 // preprocess.c - see preprocess.h.  torchvision 0.14 Resize / CenterCrop /
-// ToTensor / Normalize on PIL images, as open_clip's image_transform builds
-// them for evaluation.
+// convert("RGB") / ToTensor / Normalize on PIL images, as open_clip's
+// image_transform builds them for evaluation, or with the conversion first.
 #include "preprocess.h"
 
 #include <stdlib.h>
@@ -15,6 +15,18 @@ void ds_prep_config(DsPrepConfig *pc, int size, DsFilter filter,
     pc->filter = filter;
     for (int c = 0; c < 3; c++) pc->mean[c] = mean[c], pc->std[c] = std[c];
     ds_image_limits_default(&pc->limits);
+    pc->order = DS_PREP_OPENCLIP;
+}
+
+const char *ds_prep_order_name(DsPrepOrder order) {
+    return order == DS_PREP_PAPER ? "paper" : "openclip";
+}
+
+int ds_prep_order_parse(const char *s, DsPrepOrder *order) {
+    if (strcmp(s, "openclip") == 0) *order = DS_PREP_OPENCLIP;
+    else if (strcmp(s, "paper") == 0) *order = DS_PREP_PAPER;
+    else return -1;
+    return 0;
 }
 
 // Python's round(d / 2) for an integer d >= 0: half to even.
@@ -49,6 +61,75 @@ void ds_prep_crop_u8(uint8_t *dst, const uint8_t *rgb, int w, int h, int S, DsFi
     ds_resize_u8(dst, rgb, w, h, 3, g.resized_w, g.resized_h, g.crop_x, g.crop_y, S, S, filter);
 }
 
+// open_clip's order: Image.resize in px's own mode, as PIL does it, then
+// the crop window converted to RGB.  dst [S, S, 3].
+static void crop_native(uint8_t *dst, const DsPixels *px, int S, DsFilter filter) {
+    DsPrepGeom g;
+    ds_prep_geometry(&g, px->w, px->h, S);
+    int w = px->w, h = px->h, C = px->channels;
+    size_t np = (size_t)S * S;
+
+    // Mode I: 32-bit samples, then the clip to 0..255.
+    if (px->mode == DS_MODE_I) {
+        int32_t *win = mc_malloc(np * sizeof(int32_t));
+        ds_resize_i32(win, px->pix_i, w, h, g.resized_w, g.resized_h, g.crop_x, g.crop_y,
+                      S, S, filter);
+        ds_mode_to_rgb(dst, win, px->mode, np);
+        mc_free(win);
+        return;
+    }
+
+    // torchvision skips Resize when the short side already is S: only the
+    // crop (ds_resize_u8 copies the window when both sizes are kept).
+    uint8_t *win = mc_malloc(np * (size_t)C);
+    int same = g.resized_w == w && g.resized_h == h;
+    if (!same && (px->mode == DS_MODE_1 || px->mode == DS_MODE_P)) {
+        // PIL resizes "1" and "P" with NEAREST whatever filter is asked for.
+        ds_resize_nearest_u8(win, px->pix, w, h, C, g.resized_w, g.resized_h, g.crop_x,
+                             g.crop_y, S, S);
+    } else if (!same && (px->mode == DS_MODE_LA || px->mode == DS_MODE_RGBA)) {
+        // "LA" / "RGBA": premultiplied by alpha ("La" / "RGBa") for the
+        // resampling, then back.
+        size_t n = (size_t)w * h;
+        uint8_t *pm = mc_malloc(n * (size_t)C);
+        ds_alpha_premultiply(pm, px->pix, n, C);
+        ds_resize_u8(win, pm, w, h, C, g.resized_w, g.resized_h, g.crop_x, g.crop_y, S, S,
+                     filter);
+        ds_alpha_unpremultiply(win, np, C);
+        mc_free(pm);
+    } else {
+        // L, RGB, CMYK per channel (and any mode when the size is kept).
+        ds_resize_u8(win, px->pix, w, h, C, g.resized_w, g.resized_h, g.crop_x, g.crop_y,
+                     S, S, filter);
+    }
+    ds_mode_to_rgb(dst, win, px->mode, np);
+    mc_free(win);
+}
+
+void ds_prep_crop_pixels(uint8_t *dst, const DsPixels *px, int S, DsFilter filter,
+                         DsPrepOrder order) {
+    MC_CHECK(px->mode == DS_MODE_I ? px->pix_i != NULL : px->pix != NULL,
+             "preprocess: %s image without pixels", ds_mode_name(px->mode));
+    MC_CHECK(px->channels == ds_mode_channels(px->mode), "preprocess: mode %s with %d channels",
+             ds_mode_name(px->mode), px->channels);
+
+    // RGB pixels: the orders agree.
+    if (px->mode == DS_MODE_RGB) {
+        ds_prep_crop_u8(dst, px->pix, px->w, px->h, S, filter);
+        return;
+    }
+    if (order == DS_PREP_OPENCLIP) {
+        crop_native(dst, px, S, filter);
+        return;
+    }
+
+    // The paper's order: convert("RGB") of the whole image first.
+    uint8_t *rgb = mc_malloc((size_t)px->w * px->h * 3);
+    ds_pixels_to_rgb(rgb, px);
+    ds_prep_crop_u8(dst, rgb, px->w, px->h, S, filter);
+    mc_free(rgb);
+}
+
 void ds_prep_normalize(float *out, const uint8_t *crop, int S,
                        const float mean[3], const float std[3]) {
     size_t np = (size_t)S * S;
@@ -70,11 +151,19 @@ void ds_prep_rgb(float *out, const uint8_t *rgb, int w, int h, const DsPrepConfi
     mc_free(crop);
 }
 
+void ds_prep_pixels(float *out, const DsPixels *px, const DsPrepConfig *pc) {
+    int S = pc->size;
+    uint8_t *crop = mc_malloc((size_t)S * S * 3);
+    ds_prep_crop_pixels(crop, px, S, pc->filter, pc->order);
+    ds_prep_normalize(out, crop, S, pc->mean, pc->std);
+    mc_free(crop);
+}
+
 int ds_prep_file(float *out, const char *path, const DsPrepConfig *pc, McErr *err) {
-    DsImage im;
-    if (ds_image_load(path, &pc->limits, &im, err)) return -1;
-    ds_prep_rgb(out, im.rgb, im.w, im.h, pc);
-    ds_image_free(&im);
+    DsPixels px;
+    if (ds_pixels_load(path, &pc->limits, &px, err)) return -1;
+    ds_prep_pixels(out, &px, pc);
+    ds_pixels_free(&px);
     return 0;
 }
 

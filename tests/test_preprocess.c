@@ -7,10 +7,15 @@
 //   2. The transform on procedural images (rebuilt here with the generator's
 //      integer formula): geometry, CRC-32 of the whole resized image, of the
 //      crop and of the float32 tensor must all match PIL's.
-//   3. Files: PNG/GIF/BMP decode equal PIL's convert("RGB") and give the
-//      same tensors; JPEG decode differences from libjpeg-turbo are printed
-//      and bounded; the pipeline on PIL's JPEG pixels is exact.
-//   4. The batch helper keeps good files and reports bad ones.
+//   3. PIL modes: premultiplied-alpha tables, NEAREST index maps, mode "I"
+//      resizes, and procedural images in modes 1, L, LA, P, RGBA, CMYK and
+//      I through the transform in both orders (open_clip's: resize and crop
+//      in the mode, then convert; the paper's: convert first), CRC-exact.
+//   4. Files: PNG/GIF/BMP decode equal PIL's convert("RGB"), open in PIL's
+//      mode, and give PIL's tensors in both orders; JPEG decode differences
+//      from libjpeg-turbo are printed and bounded; the pipeline on PIL's
+//      JPEG pixels is exact.
+//   5. The batch helper keeps good files and reports bad ones.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,22 +112,25 @@ static uint32_t hash32(uint32_t x) {
     return x;
 }
 
-static uint8_t *synth(int w, int h, uint32_t seed) {
-    uint8_t *p = malloc((size_t)w * h * 3);
+// [h, w, C] bytes, C <= 4 (the generator's synth_c; synth is C = 3).
+static uint8_t *synth_c(int w, int h, int C, uint32_t seed) {
+    uint8_t *p = malloc((size_t)w * h * C);
     for (uint32_t y = 0; y < (uint32_t)h; y++) {
         for (uint32_t x = 0; x < (uint32_t)w; x++) {
-            for (uint32_t c = 0; c < 3; c++) {
+            for (uint32_t c = 0; c < (uint32_t)C; c++) {
                 uint32_t key = (y * 65599u + x) * 4u + c + seed * 0x9E3779B9u;
                 uint32_t region = ((x >> 4) + (y >> 4)) % 3;
                 uint32_t checker = (((x >> 2) + (y >> 2)) & 1) ? 255 : 0;
                 uint32_t grad = (x * 255u / (uint32_t)(w > 1 ? w - 1 : 1) + y * 3 + c * 40) & 255;
                 uint32_t v = region == 0 ? (hash32(key) & 255) : region == 1 ? checker : grad;
-                p[((size_t)y * w + x) * 3 + c] = (uint8_t)v;
+                p[((size_t)y * w + x) * C + c] = (uint8_t)v;
             }
         }
     }
     return p;
 }
+
+static uint8_t *synth(int w, int h, uint32_t seed) { return synth_c(w, h, 3, seed); }
 
 // The two configurations the fixtures hold.
 typedef struct Cfg {
@@ -288,7 +296,212 @@ static void test_synth(void) {
     }
 }
 
-// ---- 3. files ----
+// ---- 3. PIL modes: resampling rules and both orders ----
+
+// PIL's premultiply table and its inverse over all (v, a) pairs.
+static void test_alpha_tables(void) {
+    int64_t want[2];
+    if (need_i64("alpha.crc", want, 2)) return;
+    size_t n = 256 * 256;
+    uint8_t *la = malloc(n * 2), *rgba = malloc(n * 4), *tab = malloc(n);
+    uint8_t *la_pm = malloc(n * 2), *rgba_pm = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t v = (uint8_t)(i / 256), a = (uint8_t)(i % 256);   // [v, a]
+        la[2 * i] = v, la[2 * i + 1] = a;
+        rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = v, rgba[4 * i + 3] = a;
+    }
+
+    // Premultiply (LA and RGBA give the same colour values).
+    ds_alpha_premultiply(la_pm, la, n, 2);
+    ds_alpha_premultiply(rgba_pm, rgba, n, 4);
+    int same = 1;
+    for (size_t i = 0; i < n; i++) {
+        tab[i] = la_pm[2 * i];
+        for (int c = 0; c < 3; c++) same &= rgba_pm[4 * i + c] == tab[i];
+        same &= la_pm[2 * i + 1] == la[2 * i + 1] && rgba_pm[4 * i + 3] == la[2 * i + 1];
+    }
+    uint32_t c_pm = crc_of(tab, n);
+
+    // Unpremultiply the same (v, a) grid read as premultiplied values.
+    ds_alpha_unpremultiply(la, n, 2);
+    ds_alpha_unpremultiply(rgba, n, 4);
+    for (size_t i = 0; i < n; i++) {
+        tab[i] = la[2 * i];
+        for (int c = 0; c < 3; c++) same &= rgba[4 * i + c] == tab[i];
+    }
+    uint32_t c_um = crc_of(tab, n);
+    printf("\nalpha: premultiply table %s PIL's, unpremultiply table %s PIL's (65536 pairs)\n",
+           c_pm == (uint32_t)want[0] ? "=" : "!=", c_um == (uint32_t)want[1] ? "=" : "!=");
+    CHECK(c_pm == (uint32_t)want[0], "premultiply table crc %08x, PIL %08llx", c_pm,
+          (long long)want[0]);
+    CHECK(c_um == (uint32_t)want[1], "unpremultiply table crc %08x, PIL %08llx", c_um,
+          (long long)want[1]);
+    CHECK(same, "LA and RGBA premultiplication disagree");
+    free(la), free(rgba), free(tab), free(la_pm), free(rgba_pm);
+}
+
+// Little-endian int32 at p (the fixtures are little-endian).
+static int32_t rd_i32(const void *p) {
+    const uint8_t *b = p;
+    return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                     (uint32_t)b[3] << 24);
+}
+
+// NEAREST: each pixel holds its own index in 4 bytes, so the output says
+// which source pixel PIL's rule picked.
+static void test_nearest_maps(void) {
+    printf("\n-- NEAREST (modes 1, P): source index of each output vs PIL --\n");
+    for (int i = 0; i < st_count(fx); i++) {
+        const StTensor *t = st_at(fx, i);
+        int n, m;
+        if (sscanf(t->name, "nearest.%d.%d", &n, &m) != 2) continue;
+        if (!need(t->name, ST_I32, m)) continue;
+        uint8_t *src = malloc((size_t)n * 4), *dst = malloc((size_t)m * 4);
+        for (int k = 0; k < n; k++)
+            for (int b = 0; b < 4; b++) src[4 * k + b] = (uint8_t)(k >> (8 * b));
+        ds_resize_nearest_u8(dst, src, n, 1, 4, m, 1, 0, 0, m, 1);
+        int bad = 0, direct = 0;
+        for (int k = 0; k < m; k++) {
+            int32_t pil = rd_i32((const uint8_t *)t->data + 4 * k);
+            bad += rd_i32(dst + 4 * k) != pil;
+            direct += (int)((k + 0.5) * ((double)n / m)) != pil;
+        }
+        printf("%-18s ours: %d of %d differ | int((i + 0.5) * n / m) would differ at %d\n",
+               t->name, bad, m, direct);
+        CHECK(bad == 0, "%s: %d indices differ from PIL", t->name, bad);
+        free(src), free(dst);
+    }
+}
+
+// Mode "I" resizes, whole, against PIL.
+static void test_resize_i32(void) {
+    printf("\n-- Image.resize in mode I (32-bit): ours vs PIL (exact) --\n");
+    for (int i = 0; i < st_count(fx); i++) {
+        const StTensor *t = st_at(fx, i);
+        int w, h, ow, oh;
+        char fname[16];
+        if (sscanf(t->name, "resize_i.%dx%d.%15[a-z].%dx%d", &w, &h, fname, &ow, &oh) != 5)
+            continue;
+        DsFilter f = strcmp(fname, "bicubic") == 0 ? DS_FILTER_BICUBIC : DS_FILTER_BILINEAR;
+        size_t n = (size_t)ow * oh;
+        if (!need(t->name, ST_I32, (int64_t)n)) continue;
+
+        // The generator's input: s0 * 256 + s1 of synth_c(w, h, 4, 3).
+        uint8_t *s4 = synth_c(w, h, 4, 3);
+        int32_t *src = malloc(sizeof(int32_t) * (size_t)w * h), *got = malloc(sizeof(int32_t) * n);
+        for (size_t k = 0; k < (size_t)w * h; k++) src[k] = s4[4 * k] * 256 + s4[4 * k + 1];
+        ds_resize_i32(got, src, w, h, ow, oh, 0, 0, ow, oh, f);
+        size_t bad = 0;
+        int32_t lo = INT32_MAX, hi = INT32_MIN;
+        for (size_t k = 0; k < n; k++) {
+            int32_t pil = rd_i32((const uint8_t *)t->data + 4 * k);
+            bad += got[k] != pil;
+            lo = pil < lo ? pil : lo, hi = pil > hi ? pil : hi;
+        }
+        printf("%-34s %zu of %zu differ  (PIL range %d..%d)\n", t->name, bad, n, lo, hi);
+        CHECK(bad == 0, "%s: %zu values differ from PIL", t->name, bad);
+        free(s4), free(src), free(got);
+    }
+}
+
+// The generator's synth_mode: an image of mode from s = synth_c(w, h, 4, 1).
+static void synth_mode(DsPixels *px, int w, int h, DsMode mode) {
+    uint8_t *s = synth_c(w, h, 4, 1);
+    size_t n = (size_t)w * h;
+    int C = ds_mode_channels(mode);
+    memset(px, 0, sizeof *px);
+    px->w = w, px->h = h, px->mode = mode, px->channels = C;
+    if (mode == DS_MODE_I) {
+        // s0 + s1 / 4: 0..318, around the clip to 255.
+        px->pix_i = malloc(sizeof(int32_t) * n);
+        for (size_t i = 0; i < n; i++) px->pix_i[i] = s[4 * i] + (s[4 * i + 1] >> 2);
+        free(s);
+        return;
+    }
+    px->pix = malloc(n * C);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *si = s + 4 * i;
+        uint8_t *d = px->pix + i * C;
+        switch (mode) {
+        case DS_MODE_1:  d[0] = si[0] >= 128 ? 255 : 0; break;
+        case DS_MODE_L:  d[0] = si[0]; break;
+        case DS_MODE_LA: d[0] = si[0], d[1] = si[3]; break;
+        case DS_MODE_P:
+            // Palette entry k, channel c: (k * (37 + 54 c) + 11 c) mod 256.
+            for (int c = 0; c < 3; c++) d[c] = (uint8_t)((si[0] * (37 + 54 * c) + 11 * c) & 255);
+            break;
+        default:         memcpy(d, si, 4); break;   // RGBA, CMYK
+        }
+    }
+    free(s);
+}
+
+static DsMode mode_named(const char *name) {
+    for (int m = DS_MODE_1; m <= DS_MODE_I; m++)
+        if (strcmp(ds_mode_name((DsMode)m), name) == 0) return (DsMode)m;
+    return DS_MODE_RGB;
+}
+
+// Procedural images in each mode, both orders, all sizes: crop and tensor
+// CRCs equal to the transform's.
+static void test_modes(void) {
+    static const char *const modes[] = {"1", "L", "LA", "P", "RGBA", "CMYK", "I"};
+    printf("\n-- procedural images in PIL modes: crop and tensor vs open_clip's transform "
+           "(CRC, exact) --\n");
+    const StTensor *st = need("modes.sizes", ST_I64, -1);
+    int64_t sizes[64][2];
+    McErr err;
+    if (!st || st->numel > 128 || st_to_i64(fx, st, &sizes[0][0], (int)st->numel, &err)) {
+        CHECK(0, "modes.sizes unreadable");
+        return;
+    }
+    int ns = (int)st->numel / 2;
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        for (int k = 0; k < 2; k++) {
+            const Cfg *cfg = &cfgs[k];
+            int S = cfg->pc.size;
+            uint8_t *crop = malloc((size_t)S * S * 3);
+            float *x = malloc(sizeof(float) * 3 * S * S);
+            // Sizes where PIL's two orders give different crops.
+            char key[96];
+            int64_t want_oc[128], want_paper[128];
+            int n_diff = 0;
+            snprintf(key, sizeof key, "modes.%s.%s.openclip", modes[m], cfg->name);
+            int have = !need_i64(key, want_oc, 2 * ns);
+            snprintf(key, sizeof key, "modes.%s.%s.paper", modes[m], cfg->name);
+            have = have && !need_i64(key, want_paper, 2 * ns);
+            for (int j = 0; have && j < ns; j++) n_diff += want_oc[2 * j] != want_paper[2 * j];
+            for (int o = 0; have && o < 2; o++) {
+                DsPrepConfig pc = cfg->pc;
+                pc.order = o ? DS_PREP_PAPER : DS_PREP_OPENCLIP;
+                const int64_t *want = o ? want_paper : want_oc;
+                snprintf(key, sizeof key, "modes.%s.%s.%s", modes[m], cfg->name,
+                         ds_prep_order_name(pc.order));
+                int exact = 0;
+                for (int j = 0; j < ns; j++) {
+                    DsPixels px;
+                    int w = (int)sizes[j][0], h = (int)sizes[j][1];
+                    synth_mode(&px, w, h, mode_named(modes[m]));
+                    ds_prep_crop_pixels(crop, &px, S, pc.filter, pc.order);
+                    ds_prep_pixels(x, &px, &pc);
+                    uint32_t cc = crc_of(crop, (size_t)S * S * 3);
+                    uint32_t cx = crc_of(x, sizeof(float) * 3 * S * S);
+                    int ok = cc == (uint32_t)want[2 * j] && cx == (uint32_t)want[2 * j + 1];
+                    exact += ok;
+                    CHECK(ok, "%s %dx%d: crop %s, tensor %s", key, w, h,
+                          cc == (uint32_t)want[2 * j] ? "equal" : "differs",
+                          cx == (uint32_t)want[2 * j + 1] ? "equal" : "differs");
+                    ds_pixels_free(&px);
+                }
+                printf("%-36s %2d of %2d sizes exact (PIL's orders differ at %d)\n", key,
+                       exact, ns, n_diff);
+            }
+            free(crop), free(x);
+        }
+    }
+}
+
+// ---- 4. files ----
 
 static int is_jpeg(const char *name) { return strstr(name, ".jpg") != NULL; }
 
@@ -307,6 +520,65 @@ static int tensor_crcs_match(const char *name, const uint8_t *rgb, int w, int h,
              crc_of(x, sizeof(float) * 3 * S * S) == (uint32_t)want[1];
     free(x);
     return ok;
+}
+
+// Both orders end to end on a file against PIL: ds_prep_file with the
+// default config (open_clip's order) and with the paper's order, and the
+// crops of ds_prep_crop_pixels.  crop_pil [S, S, 3] is the paper order's
+// crop of PIL's pixels, the reference rows where the orders agree.
+static void check_file_orders(const char *name, const char *path, const DsPixels *px,
+                              const Cfg *cfg, const uint8_t *crop_pil) {
+    int S = cfg->pc.size;
+    char key[128];
+    int64_t want_oc[2], want_paper[2];
+    snprintf(key, sizeof key, "file.%s.%s.oc", name, cfg->name);
+    if (need_i64(key, want_oc, 2)) return;
+    snprintf(key, sizeof key, "file.%s.%s.crc", name, cfg->name);
+    if (need_i64(key, want_paper, 2)) return;
+    uint8_t *crop = malloc((size_t)S * S * 3);
+    float *x = malloc(sizeof(float) * 3 * S * S);
+    McErr e;
+
+    // open_clip's order: the default.
+    ds_prep_crop_pixels(crop, px, S, cfg->pc.filter, DS_PREP_OPENCLIP);
+    CHECK(ds_prep_file(x, path, &cfg->pc, &e) == 0, "%s", e.msg);
+    int oc_exact = crc_of(crop, (size_t)S * S * 3) == (uint32_t)want_oc[0] &&
+                   crc_of(x, sizeof(float) * 3 * S * S) == (uint32_t)want_oc[1];
+
+    // Sampled rows against PIL's: stored where the orders differ.
+    snprintf(key, sizeof key, "file.%s.%s.ocrows", name, cfg->name);
+    const StTensor *rows = st_find(fx, key);
+    int mx = 0;
+    for (int r = 0; r < 3; r++) {
+        int row = r == 0 ? 0 : r == 1 ? S / 2 : S - 1, m;
+        double me;
+        const uint8_t *ref = rows ? (const uint8_t *)rows->data + (size_t)r * S * 3
+                                  : crop_pil + (size_t)row * S * 3;
+        diff_u8(crop + (size_t)row * S * 3, ref, (size_t)S * 3, &m, &me);
+        if (m > mx) mx = m;
+    }
+
+    // The paper's order.
+    DsPrepConfig pp = cfg->pc;
+    pp.order = DS_PREP_PAPER;
+    ds_prep_crop_pixels(crop, px, S, pp.filter, pp.order);
+    CHECK(ds_prep_file(x, path, &pp, &e) == 0, "%s", e.msg);
+    int paper_exact = crc_of(crop, (size_t)S * S * 3) == (uint32_t)want_paper[0] &&
+                      crc_of(x, sizeof(float) * 3 * S * S) == (uint32_t)want_paper[1];
+    printf("    %-11s open_clip order %-7s (rows max |d| %d)  paper order %s%s\n", cfg->name,
+           oc_exact ? "exact" : "differs", mx, paper_exact ? "exact" : "differs",
+           rows ? "  [orders differ in PIL]" : "");
+
+    // Exact, except for JPEGs decoded by stb_image (bounded in levels).
+    if (!is_jpeg(name) || JPEG_MAX_LEVELS == 0) {
+        CHECK(oc_exact && mx == 0, "%s %s: open_clip order differs from PIL (rows max %d)",
+              path, cfg->name, mx);
+        CHECK(paper_exact, "%s %s: paper order differs from PIL", path, cfg->name);
+    } else {
+        CHECK(mx <= JPEG_MAX_LEVELS, "%s %s: open_clip order differs by %d levels", path,
+              cfg->name, mx);
+    }
+    free(crop), free(x);
 }
 
 static void test_files(void) {
@@ -343,6 +615,19 @@ static void test_files(void) {
         CHECK(mode && strcmp(mode, im.info.mode) == 0, "%s: mode %s, PIL opens it as %s", path,
               im.info.mode, mode ? mode : "(missing)");
 
+        // The same file in its own mode (stb_image gives CMYK only as RGB).
+        DsPixels px;
+        if (ds_pixels_load(path, NULL, &px, &err)) {
+            CHECK(0, "%s", err.msg);
+            ds_image_free(&im);
+            continue;
+        }
+        int cmyk_as_rgb = JPEG_MAX_LEVELS && mode && strcmp(mode, "CMYK") == 0 &&
+                          px.mode == DS_MODE_RGB;
+        CHECK(mode && (strcmp(mode, ds_mode_name(px.mode)) == 0 || cmyk_as_rgb),
+              "%s: pixels held as mode %s, PIL opens it as %s", path, ds_mode_name(px.mode),
+              mode ? mode : "(missing)");
+
         // Pixels.
         size_t n = (size_t)im.w * im.h * 3;
         int mx;
@@ -378,15 +663,17 @@ static void test_files(void) {
             } else {
                 CHECK(ours_exact, "%s %s: end-to-end tensor differs from PIL's", path, cfg->name);
             }
+            check_file_orders(name, path, &px, cfg, crop_pil);
             free(crop_pil), free(crop_ours);
         }
+        ds_pixels_free(&px);
         ds_image_free(&im);
     }
     printf("JPEG decode, %s vs PIL (libjpeg-turbo 2.1): largest difference %d/255\n",
            JPEG_DECODER, jpeg_max);
 }
 
-// ---- 4. batch ----
+// ---- 5. batch ----
 
 static void test_batch(void) {
     const char *paths[4] = {FIX "/rgb8.png", "tests/malformed/images/truncated_half.jpg",
@@ -447,6 +734,10 @@ int main(void) {
     test_plain_resizes();
     test_window();
     test_synth();
+    test_alpha_tables();
+    test_nearest_maps();
+    test_resize_i32();
+    test_modes();
     test_files();
     test_batch();
     bench_one();

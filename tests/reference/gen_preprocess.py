@@ -23,8 +23,23 @@ for diagnostics.  Keys (U8 unless noted):
   synth.<W>x<H>.<cfg>.rows     [3, S, 3] crop rows 0, S/2, S-1
   resize.<W>x<H>.<filter>.<OW>x<OH>   [OH, OW, 3] PIL Image.resize, whole
   file.<name>.rgb              [H, W, 3] PIL open(...).convert("RGB")
-  file.<name>.<cfg>.crc        I64 [2] crc32 of crop and float tensor
+  file.<name>.<cfg>.crc        I64 [2] crc32 of crop and float tensor, the
+                               paper's order: convert("RGB") then transform
+  file.<name>.<cfg>.oc         I64 [2] the same, open_clip's order: the
+                               transform on the image as opened (it resizes
+                               and crops in the file's mode, then converts)
+  file.<name>.<cfg>.ocrows     [3, S, 3] rows 0, S/2, S-1 of that RGB crop,
+                               only where the two orders differ
   metadata mode.<name>         the mode PIL opens the file in
+  modes.sizes                  I64 [n, 2] (W, H) of the procedural images in
+                               PIL modes (synth_mode below)
+  modes.<mode>.<cfg>.<order>   I64 [n, 2] crc32 of RGB crop and tensor for
+                               each size, <order> "openclip" or "paper"
+  resize_i.<W>x<H>.<filter>.<OW>x<OH>  I32 [OH, OW] Image.resize in mode I
+  nearest.<n>.<m>              I32 [m] source index of each output of a
+                               NEAREST resize n -> m (PIL's running sum)
+  alpha.crc                    I64 [2] crc32 of PIL's RGBA -> RGBa table and
+                               RGBa -> RGBA table over all (v, a), [v, a]
 with <cfg> "bilinear256" (mean 0, std 1) or "bicubic224" (OpenAI mean/std).
 """
 import io
@@ -61,6 +76,18 @@ RESIZES = [((400, 300), (85, 64)), ((160, 120), (49, 120)), ((160, 120), (160, 3
 
 M32 = np.uint32(0xFFFFFFFF)
 
+# Procedural images in PIL's other modes: the sizes (a subset of
+# SYNTH_SIZES: enlargement, reduction, short side = S, thin, 1x1).
+MODE_SIZES = [(37, 53), (53, 37), (341, 200), (400, 300), (300, 400), (256, 256),
+              (224, 300), (1, 1), (2, 5), (3000, 17), (1000, 700), (261, 256)]
+MODES = ["1", "L", "LA", "P", "RGBA", "CMYK", "I"]
+
+# Mode "I" resizes stored whole, and NEAREST index maps where PIL's running
+# sum truncates to another index than int((i + 0.5) * n / m).
+RESIZES_I = [((23, 17), (9, 11)), ((23, 17), (40, 23)), ((23, 17), (23, 50)),
+             ((61, 7), (5, 3))]
+NEAREST_MAPS = [(3, 7), (10, 3), (244, 366), (256, 224), (310, 341), (1000, 81)]
+
 
 def hash32(x):
     """A 32-bit integer mix (same constants as tests/test_preprocess.c)."""
@@ -87,6 +114,49 @@ def synth(w, h, seed=1):
     grad = (x * U(255) // U(max(w - 1, 1)) + y * U(3) + c * U(40)) & U(255)
     v = np.where(region == 0, noise, np.where(region == 1, checker, grad))
     return v.astype(np.uint8)
+
+
+def synth_c(w, h, C, seed=1):
+    """synth() with C channels (the same formula for c = 3)."""
+    U = np.uint32
+    y, x, c = np.meshgrid(np.arange(h, dtype=U), np.arange(w, dtype=U), np.arange(C, dtype=U),
+                          indexing="ij")
+    with np.errstate(over="ignore"):
+        key = (y * U(65599) + x) * U(4) + c + U(seed) * U(0x9E3779B9)
+        noise = hash32(key) & U(255)
+    region = ((x >> U(4)) + (y >> U(4))) % U(3)
+    checker = np.where(((x >> U(2)) + (y >> U(2))) & U(1), 255, 0).astype(U)
+    grad = (x * U(255) // U(max(w - 1, 1)) + y * U(3) + c * U(40)) & U(255)
+    v = np.where(region == 0, noise, np.where(region == 1, checker, grad))
+    return v.astype(np.uint8)
+
+
+def mode_palette():
+    """The 256-entry palette of the procedural "P" images: entry k, channel c
+    = (k * (37 + 54 c) + 11 c) mod 256."""
+    k, c = np.meshgrid(np.arange(256), np.arange(3), indexing="ij")
+    return ((k * (37 + 54 * c) + 11 * c) & 255).astype(np.uint8)
+
+
+def synth_mode(w, h, mode):
+    """A PIL image of mode from synth_c(w, h, 4) = channels s0..s3:
+    1: s0 >= 128; L: s0; LA: s0, s3; P: index s0 into mode_palette();
+    RGBA, CMYK: s0..s3; I: s0 + s1 // 4 (0..318, so the clip shows)."""
+    s4 = synth_c(w, h, 4)
+    if mode == "1":
+        return Image.fromarray(s4[..., 0] >= 128)
+    if mode == "L":
+        return Image.fromarray(s4[..., 0], "L")
+    if mode == "LA":
+        return Image.fromarray(np.ascontiguousarray(s4[..., [0, 3]]), "LA")
+    if mode == "P":
+        im = Image.fromarray(s4[..., 0], "P")
+        im.putpalette(mode_palette().reshape(-1).tolist())
+        return im
+    if mode in ("RGBA", "CMYK"):
+        return Image.fromarray(s4, mode)
+    assert mode == "I"
+    return Image.fromarray(s4[..., 0].astype(np.int32) + (s4[..., 1] >> 2), "I")
 
 
 def photo(w, h, seed=3):
@@ -160,6 +230,16 @@ def png_bytes(a, ct, bits, plte=None, trns=None, interlace=0, iend=True):
     if iend:
         s += png_chunk(b"IEND", b"")
     return s
+
+
+def bmp_v4_rgba(a):
+    """A 32-bit BMP with a BITMAPV4HEADER and B, G, R, A bit fields (PIL
+    writes RGBA as BI_RGB, which it reads back as RGB)."""
+    h, w = a.shape[:2]
+    data = np.ascontiguousarray(a[::-1][..., [2, 1, 0, 3]]).tobytes()
+    hdr = struct.pack("<IiiHHIIiiII", 108, w, h, 1, 32, 3, len(data), 2835, 2835, 0, 0)
+    hdr += struct.pack("<IIII", 0xFF0000, 0xFF00, 0xFF, 0xFF000000) + b"sRGB" + bytes(48)
+    return b"BM" + struct.pack("<IHHI", 14 + len(hdr) + len(data), 0, 0, 14 + len(hdr)) + hdr + data
 
 
 # ---- test files ----
@@ -239,6 +319,43 @@ def make_files():
     b = io.BytesIO()
     Image.fromarray(synth(23, 17, seed=14)).save(b, "BMP")
     F["rgb24.bmp"] = b.getvalue()
+
+    # Modes where open_clip's order (resize, then convert) matters.
+    # RGBA: transparent bands with colour under them, opaque bands, an
+    # alpha gradient and noisy alpha (PIL resizes RGBA premultiplied).
+    yy, xx = np.mgrid[0:30, 0:41]
+    band = (xx // 5) % 4
+    alpha = np.select([band == 0, band == 1, band == 2],
+                      [0, 255, (yy * 255) // 29], r.integers(0, 256, (30, 41)))
+    F["rgba8_alpha.png"] = png_bytes(np.dstack([synth(41, 30, seed=16), alpha]), 6, 8)
+    # LA with the same bands.
+    F["gray_alpha8_bands.png"] = png_bytes(np.dstack([synth(41, 30, seed=17)[..., 0], alpha]),
+                                           4, 8)
+    # 16-bit gray around the clip: 0..400 (mode I; bicubic undershoots 0).
+    g16 = np.where(synth(27, 19, seed=18)[..., 0] >= 128, 400, 0)
+    g16[::4] = r.integers(0, 401, g16[::4].shape)
+    F["gray16_low.png"] = png_bytes(g16, 0, 16)
+    # Gray with a tRNS colour (stays mode L).
+    F["gray8_trns.png"] = png_bytes(synth(19, 23, seed=19)[..., 0], 0, 8,
+                                    trns=struct.pack(">H", 255))
+    # GIF whose colour table is the gray ramp: PIL opens it as L.
+    g = Image.fromarray(synth(21, 18, seed=20)[..., 2], "P")
+    g.putpalette([v for i in range(256) for v in (i, i, i)])
+    b = io.BytesIO()
+    g.save(b, "GIF", optimize=False)
+    F["gray_ramp.gif"] = b.getvalue()
+    # BMPs: gray ramp palette (L), black and white (1), 32-bit V4 bit fields
+    # with alpha (RGBA), and the same with alpha 0 everywhere.
+    b = io.BytesIO()
+    Image.fromarray(synth(22, 15, seed=21)[..., 1], "L").save(b, "BMP")
+    F["gray_ramp.bmp"] = b.getvalue()
+    b = io.BytesIO()
+    Image.fromarray(synth(27, 14, seed=22)[..., 0] >= 128).save(b, "BMP")
+    F["bilevel.bmp"] = b.getvalue()
+    rgba = np.dstack([synth(19, 13, seed=23), alpha[:13, :19]]).astype(np.uint8)
+    F["rgba32_v4.bmp"] = bmp_v4_rgba(rgba)
+    rgba[..., 3] = 0
+    F["rgba32_alpha0.bmp"] = bmp_v4_rgba(rgba)
     b = io.BytesIO()
     Image.fromarray(synth(21, 15, seed=15)).quantize(40).save(b, "BMP")
     F["palette8.bmp"] = b.getvalue()
@@ -298,15 +415,47 @@ def transforms(torch, oc):
 
 
 def run_pipeline(img, S, t):
-    """PIL image -> (resized u8, crop u8, float tensor) through open_clip's
-    eval transform; checks that its steps compose to the whole."""
-    resize, crop = t.transforms[0], t.transforms[1]
+    """PIL image -> (resized, RGB crop u8, float tensor) through open_clip's
+    eval transform [Resize, CenterCrop, convert RGB, ToTensor, Normalize];
+    checks that its steps compose to the whole."""
+    names = [type(s).__name__ for s in t.transforms]
+    assert names == ["Resize", "CenterCrop", "MaybeConvertMode", "MaybeToTensor",
+                     "Normalize"], names
+    resize, crop, convert = t.transforms[0], t.transforms[1], t.transforms[2]
     resized = resize(img)
-    cropped = crop(resized)
+    cropped = convert(crop(resized))
+    assert cropped.mode == "RGB"
     x = t(img).numpy()
-    x2 = t.transforms[4](t.transforms[3](t.transforms[2](cropped))).numpy()
+    x2 = t.transforms[4](t.transforms[3](cropped)).numpy()
     assert np.array_equal(x, x2)
     return np.asarray(resized), np.asarray(cropped), x
+
+
+def crop_crcs(img, S, t):
+    """I64 [2] crc32 of the RGB crop and the float tensor, and the crop."""
+    _, cropped, x = run_pipeline(img, S, t)
+    return np.array([crc(cropped), crc(x.astype("<f4"))], np.int64), cropped
+
+
+def nearest_map(n, m):
+    """PIL's NEAREST source index for each of m outputs from n inputs."""
+    im = Image.fromarray(np.arange(n, dtype=np.int32).reshape(1, n), "I")
+    return np.asarray(im.resize((m, 1), Image.NEAREST))[0].astype(np.int32)
+
+
+def alpha_tables():
+    """crc32 of PIL's premultiply table [v, a] and of its inverse."""
+    v, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    va = np.stack([v, a], -1).astype(np.uint8)
+    pm = np.asarray(Image.fromarray(va, "LA").convert("La"))[..., 0]
+    um = np.asarray(Image.frombytes("La", (256, 256), va.tobytes()).convert("LA"))[..., 0]
+    rgba = np.stack([v, v, v, a], -1).astype(np.uint8)
+    pm4 = np.asarray(Image.fromarray(rgba, "RGBA").convert("RGBa"))
+    um4 = np.asarray(Image.frombytes("RGBa", (256, 256), rgba.tobytes()).convert("RGBA"))
+    # RGBa and La agree, on every colour channel.
+    for k in range(3):
+        assert np.array_equal(pm4[..., k], pm) and np.array_equal(um4[..., k], um)
+    return np.array([crc(pm), crc(um)], np.int64)
 
 
 def main():
@@ -338,7 +487,31 @@ def main():
         for fname, f in filters.items():
             out[f"resize.{w}x{h}.{fname}.{ow}x{oh}"] = np.asarray(img.resize((ow, oh), f))
 
-    # Committed files: PIL's decode and the transform on it.
+    # Mode "I" resizes, NEAREST index maps, the premultiplied-alpha tables.
+    for (w, h), (ow, oh) in RESIZES_I:
+        s4 = synth_c(w, h, 4, seed=3).astype(np.int32)
+        img = Image.fromarray(s4[..., 0] * 256 + s4[..., 1], "I")
+        for fname, f in filters.items():
+            out[f"resize_i.{w}x{h}.{fname}.{ow}x{oh}"] = np.asarray(img.resize((ow, oh), f))
+    for n, m in NEAREST_MAPS:
+        out[f"nearest.{n}.{m}"] = nearest_map(n, m)
+    out["alpha.crc"] = alpha_tables()
+
+    # Procedural images in PIL modes through the transform, both orders.
+    out["modes.sizes"] = np.array(MODE_SIZES, np.int64)
+    for mode in MODES:
+        for cfg, _, _, _, _ in CONFIGS:
+            S, t = T[cfg]
+            oc, paper = [], []
+            for w, h in MODE_SIZES:
+                img = synth_mode(w, h, mode)
+                assert img.mode == mode
+                oc.append(crop_crcs(img, S, t)[0])
+                paper.append(crop_crcs(img.convert("RGB"), S, t)[0])
+            out[f"modes.{mode}.{cfg}.openclip"] = np.array(oc)
+            out[f"modes.{mode}.{cfg}.paper"] = np.array(paper)
+
+    # Committed files: PIL's decode and the transform on it, in both orders.
     F = make_files()
     for name, data in sorted(F.items()):
         with open(os.path.join(FIX, name), "wb") as f:
@@ -349,8 +522,12 @@ def main():
         out[f"file.{name}.rgb"] = np.asarray(rgb)
         for cfg, _, _, _, _ in CONFIGS:
             S, t = T[cfg]
-            _, cropped, x = run_pipeline(rgb, S, t)
-            out[f"file.{name}.{cfg}.crc"] = np.array([crc(cropped), crc(x.astype("<f4"))], np.int64)
+            paper, _ = crop_crcs(rgb, S, t)
+            oc, cropped = crop_crcs(Image.open(io.BytesIO(data)), S, t)
+            out[f"file.{name}.{cfg}.crc"] = paper
+            out[f"file.{name}.{cfg}.oc"] = oc
+            if oc[0] != paper[0]:
+                out[f"file.{name}.{cfg}.ocrows"] = cropped[[0, S // 2, S - 1]]
 
     # Damaged files: PIL must refuse each one too (except where noted).
     for name, data in sorted(make_malformed(F).items()):
