@@ -9,5 +9,6 @@ int cli_embed(int argc, char **argv);  // mobileclip/cli_embed.c
 int cli_inspect(int argc, char **argv); // mobileclip/cli_inspect.c
 int cli_tokenize(int argc, char **argv); // mobileclip/cli_tokenize.c
 int cli_data(int argc, char **argv);   // datasets/cli_data.c
+int cli_coop(int argc, char **argv);   // coop/cli_coop.c
 
 #endif

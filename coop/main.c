@@ -22,6 +22,7 @@ static const Command commands[] = {
     {"inspect", cli_inspect, "list the tensors, metadata and model of a checkpoint or prompt file"},
     {"data", cli_data, "inspect a dataset folder or manifest; data gen writes a test dataset"},
     {"tokenize", cli_tokenize, "token ids of texts, as open_clip's MobileCLIP2 tokenizer gives them"},
+    {"coop", cli_coop, "CoOp prompt learning: train (--demo), eval, grad"},
 };
 
 static void usage(FILE *f) {

@@ -25,7 +25,9 @@ or min(eot0 + R, 76) (legacy, R rows of the call).  Class positions end /
 middle / front follow CoOp's PromptLearner.
 
 Also writes coop_optim.safetensors (gen_optim below: PyTorch AdamW and SGD
-steps, Dassl's warm-up + cosine schedule) for tests/test_optim.c.
+steps, Dassl's warm-up + cosine schedule) for tests/test_optim.c, and
+coop_prompt_legacy.pt (a v0.1.0-era paper prompt file) for
+tests/test_coop_train.c.
 
 Regenerate (about 420 kB + 3 kB; --only prompt|optim writes one):
 
@@ -298,6 +300,23 @@ def gen_optim(torch, out_dir):
                                             " ".join("%.4g" % v for v in lrs)))
 
 
+def gen_legacy_pt(torch, out_dir):
+    """coop_prompt_legacy.pt: a v0.1.0-era paper prompt (no coop_version, so
+    legacy pooling), torch.save of {"ctx": Tensor[4, 512], "meta": {...}}
+    with the keys of paper-protocol section 13 (n_ctx 4 keeps it small)."""
+    import hashlib
+    g = torch.Generator().manual_seed(5)
+    names = [" pink primrose", "hard-leaved pocket orchid", "pink-yellow dahlia?",
+             "blackberry lily,"]
+    sha1 = hashlib.sha1(json.dumps(names, ensure_ascii=False).encode("utf-8")).hexdigest()
+    meta = {"model_name": "MobileCLIP2-S0", "pretrained": "dfndr2b", "n_ctx": 4,
+            "classnames": names, "classnames_sha1": sha1, "k_per_class": 8}
+    obj = {"ctx": torch.randn(4, 512, generator=g) * 0.02, "meta": meta}
+    path = os.path.join(out_dir, "coop_prompt_legacy.pt")
+    torch.save(obj, path)
+    print("%s: %d bytes (classnames_sha1 %s)" % (path, os.path.getsize(path), sha1))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder")
@@ -308,6 +327,7 @@ def main():
     torch.manual_seed(0)
     if args.only != "prompt":
         gen_optim(torch, args.out)
+        gen_legacy_pt(torch, args.out)
     if args.only == "optim":
         return
 
