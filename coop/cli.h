@@ -10,5 +10,6 @@ int cli_inspect(int argc, char **argv); // mobileclip/cli_inspect.c
 int cli_tokenize(int argc, char **argv); // mobileclip/cli_tokenize.c
 int cli_data(int argc, char **argv);   // datasets/cli_data.c
 int cli_coop(int argc, char **argv);   // coop/cli_coop.c
+int cli_zeroshot(int argc, char **argv); // mobileclip/cli_zeroshot.c
 
 #endif

@@ -18,11 +18,12 @@ typedef struct {
 
 static const Command commands[] = {
     {"info", cli_info, "print the build configuration (threads, ISA, BLAS)"},
-    {"embed", cli_embed, "text embeddings (and dumps) with a MobileCLIP2 checkpoint"},
+    {"embed", cli_embed, "text and image embeddings (and dumps) with a MobileCLIP2 checkpoint"},
     {"inspect", cli_inspect, "list the tensors, metadata and model of a checkpoint or prompt file"},
     {"data", cli_data, "inspect a dataset folder or manifest; data gen writes a test dataset"},
     {"tokenize", cli_tokenize, "token ids of texts, as open_clip's MobileCLIP2 tokenizer gives them"},
     {"coop", cli_coop, "CoOp prompt learning: train (--demo), eval, grad"},
+    {"zeroshot", cli_zeroshot, "zero-shot classification of images against class names"},
 };
 
 static void usage(FILE *f) {
