@@ -34,9 +34,10 @@
 //
 // Modes (DsPixels, what PIL's open gives before any convert):
 //   - PNG: "1" (1-bit gray, bytes 0/255), "L" (2..8-bit gray, scaled), "I"
-//     (16-bit gray, the values 0..65535), "LA", "RGB", "RGBA" (16-bit
-//     samples reduced to their high byte), "P" (palette); a tRNS chunk
-//     does not change the mode;
+//     (16-bit gray, the values 0..65535), "LA" (8-bit; 16-bit gray + alpha
+//     opens as "RGBA" with R = G = B), "RGB", "RGBA" (16-bit samples
+//     reduced to their high byte), "P" (palette); a tRNS chunk does not
+//     change the mode;
 //   - JPEG: "L", "RGB", "CMYK" (PIL's values: the stored ones inverted);
 //   - GIF: "P", or "L" when the frame's colour table is the gray ramp
 //     (entry i = (i, i, i)) or there is none;

@@ -1,6 +1,8 @@
 // resize.c - see resize.h.  Behaviour of Pillow 9.4 ImagingResample
-// (precompute_coeffs, normalize_coeffs_8bpc, the 8bpc horizontal and
-// vertical passes), written from its description.
+// (precompute_coeffs, normalize_coeffs_8bpc, the 8bpc and 32bpc horizontal
+// and vertical passes), of its NEAREST resize (the affine scaler) and of
+// the RGBA <-> RGBa conversions, written from their description and
+// checked by experiment (tests/reference/gen_preprocess.py).
 #include "resize.h"
 
 #include <math.h>
