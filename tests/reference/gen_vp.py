@@ -35,7 +35,7 @@ Regenerate (about 180 kB of safetensors, 50 kB + 13 kB of .pt):
 Layout of tests/fixtures/vp_ref_<case>.safetensors, one per case in CASES
 (each its own recipes: the variants share tensor names with other shapes):
   metadata     detweights recipes + seed, "case" (JSON {name, variant,
-               border, scale, N, K}), image_config, image_input ([name,
+               border, scale, N, K, attn_probe, attn_grid}), image_config, image_input ([name,
                [N, 3, S, S], lo, hi]: a recipe)
   visual.*     the tower's small tensors (F32; BN statistics, biases, ...)
   input.pad_up, input.pad_down, input.pad_left, input.pad_right
@@ -46,6 +46,10 @@ Layout of tests/fixtures/vp_ref_<case>.safetensors, one per case in CASES
   ref.logits   F32 [N, K]
   ref.grad.pad_up, ...  F32 d loss / d ctx on the border pieces (the
                generator checks that the hole's gradient is zero)
+  ref.attnmap  F32 [S, S] the paper's attention map of image 0 with the
+               prompt (case attn_probe = [stage, block, head]; softmax
+               probabilities of that head, mean over queries, min-max,
+               F.interpolate bilinear, align_corners False)
 and tests/fixtures/vp_pt_pieces.safetensors: <tag>.pad_up, ... of the two
 .pt files (tags pt_b8, pt_nob).
 """
@@ -74,10 +78,11 @@ SCALE = 100.0          # the paper's fixed logit scale
 TXT_SPREAD = 0.1       # class embedding = images' mean direction + this * unit noise
 INIT_STD = 0.1         # the reference generator's prompt init (arch-spec section 10)
 
-# name, gen_image variant, border width (none a multiple of 8 or 16)
+# name, gen_image variant, border width (none a multiple of 8 or 16),
+# attention probe (stage, block, head) of the map
 CASES = [
-    ("s0_b10", "s0", 10),      # FastViT: RepMixer, BN attention
-    ("b_b13", "b", 13),        # ViT with the conv stem
+    ("s0_b10", "s0", 10, (3, 1, 2)),    # FastViT: RepMixer, BN attention
+    ("b_b13", "b", 13, (0, 1, 3)),      # ViT with the conv stem
 ]
 
 
@@ -103,7 +108,37 @@ def loss_of(model, x, ctx, mask, txt, labels):
     return F.cross_entropy(logits, labels), logits
 
 
-def run_case(name, variant, b, out):
+def attention_map(model, kind, x1, probe):
+    """The paper's map of one image: softmax(q scale k^T) of one head, mean
+    over queries, min-max, bilinear (align_corners=False) to the input size.
+    ViT: the class token's key column is left out."""
+    stage, block, head = probe
+    trunk, got = model.trunk, {}
+    if kind == "fastvit":
+        mod = trunk.stages[stage].blocks[block].token_mixer
+
+        def hook(m, inp):
+            got["p"] = gen_image.attention_probs(m, inp[0].flatten(2).transpose(-2, -1), head)
+    else:
+        mod = trunk.blocks[block].attn
+
+        def hook(m, inp):
+            got["p"] = gen_image.attention_probs(m, inp[0], head)
+    h = mod.register_forward_pre_hook(hook)
+    with torch.no_grad():
+        model(x1)
+    h.remove()
+    p = got["p"][0]                                  # [T, T]
+    m = p.mean(0)[0 if kind == "fastvit" else 1:]    # keys
+    G = int(round(math.sqrt(m.numel())))
+    m = (m - m.min()) / (m.max() - m.min())
+    S = x1.shape[-1]
+    up = F.interpolate(m.reshape(1, 1, G, G), size=(S, S), mode="bilinear",
+                       align_corners=False)
+    return up[0, 0].numpy(), G
+
+
+def run_case(name, variant, b, probe, out):
     timm_name, size, embed, kwargs, rng_in, _ = gen_image.VARIANTS[variant]
     kind = gen_image.kind_of(timm_name)
     rec, tensors, meta = Recipes(SEED), {}, {}
@@ -165,6 +200,10 @@ def run_case(name, variant, b, out):
     g32 = torch.autograd.grad(l32, c32)[0].numpy()
     d_g32 = gen_image.absmax_rel(g32, grad)
 
+    # Attention map of image 0 with the prompt (the paper's rule).
+    amap, G = attention_map(model, kind, (x + ctx.detach() * m_t)[:1], probe)
+    tensors["ref.attnmap"] = amap.astype(np.float32)
+
     for k, v in model.state_dict().items():
         if gen_image.is_large(k, tuple(v.shape)):
             continue
@@ -178,7 +217,8 @@ def run_case(name, variant, b, out):
     tensors["ref.logits"] = logits.detach().numpy().astype(np.float32)
     for k, v in pieces(grad.astype(np.float32), b).items():
         tensors["ref.grad.%s" % k] = np.ascontiguousarray(v)
-    case = dict(name=name, variant=variant, border=b, scale=SCALE, N=N_IMG, K=N_CLS)
+    case = dict(name=name, variant=variant, border=b, scale=SCALE, N=N_IMG, K=N_CLS,
+                attn_probe=list(probe), attn_grid=G)
     meta.update(rec.metadata())
     meta["case"] = json.dumps(case)
     meta["image_config"] = json.dumps(cfg)
@@ -214,8 +254,8 @@ def main():
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
 
-    for n, v, b in CASES:
-        run_case(n, v, b, out)
+    for n, v, b, probe in CASES:
+        run_case(n, v, b, probe, out)
 
     # Paper-style .pt prompts and their pieces.
     b8 = write_pt(os.path.join(out, "vp_paper_b8.pt"), 64, 8, True, [], SEED + 1)
