@@ -1,4 +1,5 @@
-// test_attnmap.c - attention maps (coop/attnmap.h).
+// test_attnmap.c - the interpretation tools: attention maps
+// (coop/attnmap.h) and learned-prompt reading (coop/interpret.h).
 //
 //   * the steps on hand-computed values: PyTorch's bilinear upsampling
 //     (align_corners = False) of a 2x2 grid to 4x4, matplotlib's jet at
@@ -8,7 +9,12 @@
 //     reduced S0 and B, image 0 with the visual prompt, the paper's rule
 //     with F.interpolate): FastViT and ViT;
 //   * layer names and heads are validated; the prompt changes the map; the
-//     overlay is written as a PNG that decodes to the right size.
+//     overlay is written as a PNG that decodes to the right size;
+//   * nearest tokens (L2 and cosine) against a full sort in double; the
+//     prefix feature of a context equal to a phrase's token embeddings is
+//     the plain text feature of that phrase (the real open_clip tower of
+//     tests/fixtures/coop_ref.safetensors); cosine matrix, CSV, PNG;
+//     amplitudes sum to 1 per row; the SVG chart has a panel per row.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +22,9 @@
 #include <unistd.h>
 
 #include "../coop/attnmap.h"
+#include "../coop/interpret.h"
+#include "../mobileclip/model.h"
+#include "../datasets/dataset.h"
 #include "../datasets/image.h"
 #include "../mobileclip/json.h"
 #include "../mobileclip/safetensors.h"
@@ -294,8 +303,165 @@ static void run_case(const char *name) {
     close_case(&c);
 }
 
+// ---- prompt interpretation ----
+
+typedef struct {
+    double s;
+    int id;
+} Cand;
+
+static int cand_cmp_asc(const void *a, const void *b) {
+    const Cand *x = a, *y = b;
+    return x->s < y->s ? -1 : x->s > y->s ? 1 : x->id - y->id;
+}
+
+static int cand_cmp_desc(const void *a, const void *b) {
+    const Cand *x = a, *y = b;
+    return x->s > y->s ? -1 : x->s < y->s ? 1 : x->id - y->id;
+}
+
+static void test_nearest(void) {
+    enum { V = 300, W = 24, R = 4, K = 5 };
+    float *emb = malloc(sizeof(float) * V * W), ctx[R * W];
+    test_seed(21);
+    test_fill_normal(emb, V * W, 0.5);
+    test_fill_normal(ctx, R * W, 0.5);
+    memcpy(ctx + 2 * W, emb + 123 * W, sizeof(float) * W);   // row 2 is token 123
+    int32_t ids[R * K];
+    float sc[R * K];
+    Cand *c = malloc(sizeof(Cand) * V);
+    for (int metric = 0; metric < 2; metric++) {
+        coop_nearest_tokens(ctx, R, emb, V, W, K, metric, ids, sc);
+        int bad = 0;
+        double worst = 0;
+        for (int r = 0; r < R; r++) {
+            for (int v = 0; v < V; v++) {
+                double d2 = 0, dot = 0, cn = 0, en = 0;
+                for (int j = 0; j < W; j++) {
+                    double a = ctx[r * W + j], e = emb[v * W + j];
+                    d2 += (a - e) * (a - e), dot += a * e, cn += a * a, en += e * e;
+                }
+                c[v] = (Cand){metric == COOP_METRIC_L2 ? sqrt(d2) : dot / sqrt(cn * en), v};
+            }
+            qsort(c, V, sizeof *c, metric == COOP_METRIC_L2 ? cand_cmp_asc : cand_cmp_desc);
+            for (int k = 0; k < K; k++) {
+                bad += ids[r * K + k] != c[k].id;
+                worst = fmax(worst, fabs(sc[r * K + k] - c[k].s));
+            }
+        }
+        printf("nearest %-6s top-%d of %d rows vs full sort: %d ids differ, max |score| err "
+               "%.1e\n", coop_metric_name(metric), K, R, bad, worst);
+        // The GEMM form ||c||^2 + ||e||^2 - 2 c.e loses digits near 0
+        // (row 2: distance 0 computed as ~1e-3); elsewhere ~1e-6.
+        CHECK(bad == 0 && worst < 2e-3, "nearest %s: %d ids differ, score err %.2e",
+              coop_metric_name(metric), bad, worst);
+        CHECK(ids[2 * K] == 123, "row 2 (token 123's embedding) found %d first", ids[2 * K]);
+    }
+    CHECK(coop_metric_parse("cosine") == COOP_METRIC_COSINE && coop_metric_parse("l1") == -1,
+          "metric names");
+    free(emb), free(c);
+}
+
+static void test_prompt_tools(void) {
+    // The real text tower of the CoOp reference fixture (W 512, vocab 1000).
+    const char *path = "tests/fixtures/coop_ref.safetensors";
+    const char *skip[] = {"ref.", "input.", NULL};
+    char wpath[512];
+    McErr err;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(wpath, sizeof wpath, "%s/mclip_%d_interp.safetensors", tmp ? tmp : "/tmp",
+             (int)getpid());
+    CHECK(detweights_expand(path, wpath, skip) == 0, "expanding %s (regenerate: "
+          "tests/reference/gen_coop.py)", path);
+    McModel *m = mc_model_load(wpath, NULL, &err);
+    unlink(wpath);
+    CHECK(m != NULL, "%s: %s", path, m ? "" : err.msg);
+    if (!m) return;
+    TextTower *tt = &m->text;
+    int W = tt->cfg.width, V = tt->cfg.vocab, T = tt->cfg.context;
+    int64_t E = tt->cfg.embed;
+
+    // A context equal to the embeddings of ids 5, 17, 300 encodes like the
+    // text [SOT, 5, 17, 300, EOT] itself.
+    const int32_t phrase[3] = {5, 17, 300};
+    float ctx[3 * 1024], f[3][1024];
+    MC_CHECK(W <= 1024 && E <= 1024, "fixture tower too wide for the test buffers");
+    for (int i = 0; i < 3; i++)
+        memcpy(ctx + i * W, tt->token_embedding->data + (int64_t)phrase[i] * W,
+               sizeof(float) * W);
+    coop_prefix_feature(tt, ctx, 3, f[0]);
+    int32_t ids[77] = {0};
+    ids[0] = V - 2, ids[1] = 5, ids[2] = 17, ids[3] = 300, ids[4] = V - 1;
+    Graph *g = ag_graph_new(1 << 22);
+    g->grad_enabled = 0;
+    Tensor *o = text_tower_forward(g, tt, ids, 1, NULL, &err);
+    double s = 0;
+    for (int64_t j = 0; j < E; j++) s += (double)o->data[j] * o->data[j];
+    for (int64_t j = 0; j < E; j++) f[1][j] = (float)(o->data[j] / sqrt(s));
+    ag_graph_free(g);
+    MC_CHECK(T == 77, "context %d", T);
+    test_close("prefix feature = plain text feature", f[0], f[1], (size_t)E, 1e-6, 1e-5);
+
+    // A random prompt: the cosine matrix of three features.
+    float rnd[4 * 1024];
+    test_fill_normal(rnd, (size_t)4 * W, 0.02);
+    coop_prefix_feature(tt, rnd, 4, f[2]);
+    float feats[3 * 1024], cm[9];
+    for (int i = 0; i < 3; i++) memcpy(feats + i * E, f[i], sizeof(float) * E);
+    coop_cosine_matrix(feats, 3, E, cm);
+    CHECK(fabs(cm[0] - 1) < 1e-5 && fabs(cm[4] - 1) < 1e-5 && cm[1] == cm[3] &&
+          fabs(cm[1] - 1) < 1e-5 && cm[2] < 0.999, "cosine matrix %g %g %g", cm[0], cm[1],
+          cm[2]);
+    printf("similarity: learned-as-phrase vs phrase %.6f, random prompt vs phrase %.4f\n",
+           cm[1], cm[2]);
+    char csv[512], png[512], svg[512];
+    snprintf(csv, sizeof csv, "%s/mclip_%d_sim.csv", tmp ? tmp : "/tmp", (int)getpid());
+    snprintf(png, sizeof png, "%s/mclip_%d_sim.png", tmp ? tmp : "/tmp", (int)getpid());
+    snprintf(svg, sizeof svg, "%s/mclip_%d_amp.svg", tmp ? tmp : "/tmp", (int)getpid());
+    char *labels[3] = {"learned", "a, \"quoted\" text", "random"};
+    CHECK(coop_matrix_write_csv(cm, 3, labels, csv, &err) == 0, "csv: %s", err.msg);
+    char buf[512] = "";
+    FILE *fp = fopen(csv, "r");
+    size_t nr = fp ? fread(buf, 1, sizeof buf - 1, fp) : 0;
+    if (fp) fclose(fp);
+    buf[nr] = 0;
+    CHECK(!strncmp(buf, ",learned,\"a, \"\"quoted\"\" text\",random\nlearned,", 43),
+          "csv header / first row: %.60s", buf);
+    CHECK(coop_matrix_write_png(cm, 3, 10, 0, 1, png, &err) == 0, "png: %s", err.msg);
+    DsImage im;
+    CHECK(ds_image_load(png, NULL, &im, &err) == 0 && im.w == 30 && im.h == 30,
+          "heatmap png: %s", err.msg);
+    ds_image_free(&im);
+
+    // Amplitudes: rows sum to 1; the chart has one panel per row.
+    float amp[4 * 1024];
+    coop_amplitude(rnd, 4, W, amp);
+    double worst = 0;
+    for (int r = 0; r < 4; r++) {
+        double t = 0;
+        for (int d = 0; d < W; d++) t += amp[r * W + d];
+        worst = fmax(worst, fabs(t - 1));
+    }
+    CHECK(worst < 1e-5, "amplitude rows sum to 1 within %.1e", worst);
+    CHECK(coop_amplitude_svg(amp, 4, W, 30, "test <prompt>", svg, &err) == 0, "svg: %s",
+          err.msg);
+    char *text = NULL;
+    size_t len = 0;
+    CHECK(ds_read_file(svg, 1 << 20, &text, &len, &err) == 0, "svg read: %s", err.msg);
+    int panels = 0;
+    for (const char *q = text; q && (q = strstr(q, ">ctx[")); q++) panels++;
+    CHECK(panels == 4 && strstr(text, "test &lt;prompt&gt;") && strstr(text, "</svg>"),
+          "svg: %d panels", panels);
+    printf("amplitude: rows sum to 1 (%.1e), svg %zu bytes, %d panels\n", worst, len, panels);
+    free(text);
+    unlink(csv), unlink(png), unlink(svg);
+    mc_model_free(m);
+}
+
 int main(void) {
     test_steps();
+    test_nearest();
+    test_prompt_tools();
     run_case("s0_b10");
     run_case("b_b13");
     return test_finish("test_attnmap");
