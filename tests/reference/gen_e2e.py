@@ -37,7 +37,7 @@ loadable checkpoint; tests/test_e2e.c):
   the mclip loader), text_causal, images (JSON list of paths relative to the
   project root), classes, template2, paper_images, fp32_vs_fp64.
 
-Regenerate (about 150 kB):
+Regenerate (the fixture is about 230 kB, e2e_scene.png 22 kB):
 
     MCLIP_REFENV=/work/refenv /usr/bin/python3 tests/reference/gen_e2e.py
 """
