@@ -138,10 +138,11 @@ static char *read_gz(const char *path, size_t *len, McErr *err) {
             }
             buf = b2, cap *= 2;
         }
-        int got = gzread(f, buf + n, (unsigned)(cap - n));
-        if (got < 0) {
-            int zerr;
-            mc_err(err, "%s: gzip read error: %s", path, gzerror(f, &zerr));
+        // zlib may report a cut-off stream as the end (0) with an error set.
+        int got = gzread(f, buf + n, (unsigned)(cap - n)), zerr = Z_OK;
+        const char *why = gzerror(f, &zerr);
+        if (got < 0 || zerr != Z_OK) {
+            mc_err(err, "%s: gzip read error: %s (truncated or damaged file?)", path, why);
             free(buf), gzclose(f);
             return NULL;
         }
@@ -290,9 +291,10 @@ static int build_raw(Tokenizer *t, const char *path, McErr *err) {
         for (size_t k = 0; k < cps.n; k++) {
             int b = cps.v[k] < 512 ? byte_of_cp[cps.v[k]] : -1;
             if (b < 0) {
+                uint32_t cp = cps.v[k];   // read before the buffer is freed
                 cp_free(&cps);
                 return mc_err(err, "%s: vocabulary entry %d ('%s') holds U+%04X, which is not a "
-                              "byte symbol", path, id, t->blob + t->str_off[id], cps.v[k]);
+                              "byte symbol", path, id, t->blob + t->str_off[id], cp);
             }
             t->raw[used++] = (uint8_t)b;
         }

@@ -16,11 +16,13 @@
 #include <string.h>
 
 #define FUZZ_NO_MAIN
+#include "fuzz/fuzz_checkpoint.c"
 #include "fuzz/fuzz_coop_split.c"
 #include "fuzz/fuzz_image.c"
 #include "fuzz/fuzz_json.c"
 #include "fuzz/fuzz_karpathy.c"
 #include "fuzz/fuzz_matfile.c"
+#include "fuzz/fuzz_promptfile.c"
 #include "fuzz/fuzz_safetensors.c"
 #include "fuzz/fuzz_tokenizer.c"
 #include "fuzz/fuzz_torch_pt.c"
@@ -31,11 +33,13 @@ static const struct {
     const char *name;
     int (*entry)(const uint8_t *data, size_t size);
 } harnesses[] = {
+    {"checkpoint", fuzz_checkpoint},
     {"coop_split", fuzz_coop_split},
     {"image", fuzz_image},
     {"json", fuzz_json},
     {"karpathy", fuzz_karpathy},
     {"matfile", fuzz_matfile},
+    {"promptfile", fuzz_promptfile},
     {"safetensors", fuzz_safetensors},
     {"tokenizer", fuzz_tokenizer},
     {"torch_pt", fuzz_torch_pt},

@@ -14,9 +14,11 @@
 #include <string.h>
 
 #include "../datasets/dataset.h"
+#include "../datasets/image.h"
 #include "../datasets/matfile.h"
 #include "../mobileclip/json.h"
 #include "../mobileclip/safetensors.h"
+#include "../mobileclip/tokenizer.h"
 #include "../mobileclip/torch_pt.h"
 #include "../mobileclip/weights.h"
 #include "util/check.h"
@@ -134,6 +136,54 @@ static int run_tsv(const char *path, McErr *err) {
     return ds ? 0 : -1;
 }
 
+// Decode an image (JPEG, PNG, GIF, BMP) under the default limits.
+static int run_image(const char *path, McErr *err) {
+    DsImage im;
+    if (ds_image_load(path, NULL, &im, err)) return -1;
+    ds_image_free(&im);
+    return 0;
+}
+
+// Load a BPE vocabulary file.
+static int run_bpe(const char *path, McErr *err) {
+    Tokenizer *t = tok_load(path, err);
+    tok_free(t);
+    return t ? 0 : -1;
+}
+
+// Tokenizer input: any bytes must tokenize.  Accepted when every id is in
+// the vocabulary, tok_encode puts SOT first and EOT last, and the decode of
+// the ids is valid UTF-8 (ill-formed input bytes come back as U+FFFD).
+static Tokenizer *text_tok;
+
+static int run_text(const char *path, McErr *err) {
+    char vocab[1024], *text;
+    size_t len;
+    if (!text_tok && (tok_find_vocab(vocab, sizeof vocab, err) ||
+                      !(text_tok = tok_load(vocab, err))))
+        return -1;
+    if (ds_read_file(path, (size_t)1 << 20, &text, &len, err)) return -1;
+    enum { MAX_IDS = 1 << 15 };
+    int32_t *raw = malloc(MAX_IDS * sizeof *raw), ids[TOK_CONTEXT];
+    int n = tok_encode_raw_n(text_tok, text, len, raw, MAX_IDS), rc = 0;
+    int kept = n < MAX_IDS ? n : MAX_IDS;
+    for (int k = 0; k < kept && !rc; k++)
+        if (raw[k] < 0 || raw[k] >= TOK_VOCAB)
+            rc = mc_err(err, "%s: id %d at %d is outside the vocabulary", path, raw[k], k);
+    int m = tok_encode(text_tok, text, ids), last = (m < TOK_CONTEXT ? m : TOK_CONTEXT) - 1;
+    if (!rc && (ids[0] != TOK_SOT || ids[last] != TOK_EOT))
+        rc = mc_err(err, "%s: SOT/EOT misplaced (%d ... %d at %d)", path, ids[0], ids[last],
+                    last);
+    size_t dl = 0;
+    char *dec = tok_decode(text_tok, raw, kept, &dl);
+    if (!rc && (!dec || json_utf8_prefix(dec, dl) != dl))
+        rc = mc_err(err, "%s: decoded text is %s", path, dec ? "not valid UTF-8" : "missing");
+    free(dec);
+    free(raw);
+    mc_free(text);
+    return rc;
+}
+
 static const struct {
     const char *kind;
     int (*run)(const char *path, McErr *err);
@@ -145,6 +195,9 @@ static const struct {
     {"mat", run_mat},
     {"split_json", run_split_json},
     {"tsv", run_tsv},
+    {"image", run_image},
+    {"bpe", run_bpe},
+    {"text", run_text},
 };
 
 // ---- manifest ----
@@ -195,6 +248,7 @@ int main(void) {
         rows++;
     }
     fclose(fp);
+    tok_free(text_tok);
     printf("%d manifest rows\n", rows);
     CHECK(rows >= 20, "only %d rows in MANIFEST.tsv", rows);
     return test_finish("test_malformed");

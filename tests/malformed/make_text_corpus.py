@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Malformed text inputs for tests/test_malformed.c: BPE vocabulary files
+(kind 'bpe': each must be refused by tok_load with the message given) and
+tokenizer input text (kind 'text': arbitrary bytes, which the tokenizer must
+take without error, giving valid ids, SOT/EOT in place and a decode that is
+valid UTF-8).  Writes the files next to this script and prints their
+MANIFEST.tsv rows (file, kind, expected message substring, or OK).
+
+Usage: python3 tests/malformed/make_text_corpus.py > /tmp/rows.tsv
+"""
+import gzip
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROWS = []
+NMERGES = 48894
+
+
+def put(name, data, kind, expected):
+    with open(os.path.join(HERE, name), "wb") as f:
+        f.write(data)
+    ROWS.append((name, kind, expected))
+
+
+def gz(data):
+    # mtime=0: the same bytes on every run.
+    return gzip.compress(data, 9, mtime=0)
+
+
+# ---- BPE vocabularies (tok_load) ----
+
+put("bpe_empty.txt", b"", "bpe", "no newline; expected a BPE merges file")
+put("bpe_header_only.txt.gz", gz(b"#version: 0.2\n"), "bpe",
+    "0 merge lines, expected at least 48894")
+put("bpe_three_fields.txt", b"#version: 0.2\ni n x\n", "bpe",
+    "line 2: expected two space-separated symbols, found 'i n x'")
+# 'zz' is neither a byte symbol nor the result of an earlier merge.
+put("bpe_unknown_symbol.txt.gz", gz(b"#version: 0.2\nzz q\n" + b"i n\n" * (NMERGES - 1)),
+    "bpe", "line 2: symbol 'zz' is neither a byte symbol nor made by an earlier merge")
+# A gzip stream cut in the middle: zlib reports the early end.
+full = gz(b"#version: 0.2\n" + b"".join(b"t%d h\n" % i for i in range(NMERGES)))
+put("bpe_truncated.txt.gz", full[: len(full) // 2], "bpe", "gzip read error")
+
+# ---- tokenizer input text (tok_encode) ----
+
+put("text_empty.txt", b"", "text", "OK")
+# Ill-formed UTF-8: lone continuation bytes, 0xFE/0xFF, a truncated
+# sequence, an overlong '/', an encoded surrogate, a value above U+10FFFF.
+put("text_invalid_utf8.txt",
+    b"a \x80\xbf photo \xfe\xff of \xe2\x82 the \xc0\xaf cat \xed\xa0\x80 \xf4\x90\x80\x80.",
+    "text", "OK")
+put("text_nul.txt", b"a photo\x00 of a \x00\x00dog", "text", "OK")
+put("text_controls.txt", b"a\r\nphoto\tof\x0b\x0c\x1b[31ma \xe2\x80\xa8cat\xef\xbb\xbf\x7f",
+    "text", "OK")
+put("text_specials.txt", b"<start_of_text><end_of_text>" * 40 + b"<START_OF_TEXT>", "text", "OK")
+put("text_html.txt", b"&amp;amp;lt;b&amp;gt; &#0; &#x110000; &#xD800; &#99999999999; &bogus;",
+    "text", "OK")
+# One 20000-byte word (BPE on a long piece) and 5000 words (truncation).
+put("text_long_word.txt", b"ab" * 10000, "text", "OK")
+put("text_many_words.txt", b"photo " * 5000, "text", "OK")
+put("text_combining.txt", "e\u0301\u0301\u0301 \u202e\u200d\U0001F468\u200d\U0001F469 "
+    "\ufdfd \ufffd\uffff \U000E0001".encode("utf-8"), "text", "OK")
+
+for r in ROWS:
+    print("\t".join(r))
