@@ -39,8 +39,13 @@ static void tmp_name(char *buf, size_t len, const char *tag) {
 
 static void check_random_keys(const char *base, int depth) {
     McModelConfig c = *mc_config_find(base);
-    // Reduced: `depth` blocks per stage and a 2-layer, 300-token text tower.
-    for (int s = 0; s < c.image.fastvit.n_stages; s++) c.image.fastvit.depths[s] = depth;
+    // Reduced: `depth` blocks per stage, widths halved above 128 (still
+    // multiples of the 32-wide attention heads), a 2-layer, 300-token text
+    // tower.  The key names do not depend on the sizes.
+    for (int s = 0; s < c.image.fastvit.n_stages; s++) {
+        c.image.fastvit.depths[s] = depth;
+        if (c.image.fastvit.widths[s] > 128) c.image.fastvit.widths[s] /= 2;
+    }
     c.text.layers = 2, c.text.vocab = 300;
     char path[512];
     McErr err;
