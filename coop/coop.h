@@ -31,18 +31,18 @@
 // S0 text tower, 32 images, chunk 8, 2 threads of a busy 2-core machine):
 // peak RSS 892 MB at K = 102 and 893 MB at K = 397; 71 s and 288 s a step.
 //
-// Savings not taken yet (exact, per step; L blocks, T positions, M ctx):
-//   * last block at the pooled row only: keys and values need every row
-//     (2 W^2 MACs per row), but the query, the attention output, the out
-//     projection, the MLP and ln_final matter only at the pooled row, so
-//     10 W^2 of the block's 12 W^2 per non-pooled row can go: about 10/12
-//     of one of L = 12 blocks, ~6.9 % of forward and backward alike;
-//   * first block's backward only at context rows: the inputs at the other
-//     positions are frozen and k_j, v_j, q_j depend only on x0_j, so d q,
-//     d k, d v and the qkv input-gradient GEMM are needed only at the M
-//     context rows: 3 W^2 (T - M) of ~24 L W^2 T backward MACs, ~0.8 %;
-//   * causal towers (MobileCLIP2-B): positions after the pooled one never
-//     reach it, so T' = pool + 1 positions suffice (~T/4 for short names).
+// Savings (exact, per step; L blocks, T positions, M ctx):
+//   * taken: the last block at the pooled row only (coop/textfast.h):
+//     keys and values need every row, the rest of the block only the
+//     pooled one: ~6.9 % of the text MACs; measured on the S0 text tower
+//     (4 rows, 1 thread, CPU time) 592 -> 552 ms forward + backward;
+//   * not taken: the first block's backward only at context rows (the
+//     other inputs are frozen and k_j, v_j, q_j depend only on x0_j, so
+//     d q, d k, d v and the qkv input-gradient GEMM are needed only at the
+//     M context rows): 3 W^2 (T - M) of the backward's ~12 L W^2 T MACs
+//     (frozen weights: input gradients only), ~1.6 % of the backward;
+//   * not taken: causal towers (MobileCLIP2-B) never let positions after
+//     the pooled one reach it, so T' = pool + 1 positions would suffice.
 // The plain path already avoids the second forward when all rows fit one
 // chunk (the demo's 4 classes do).
 //

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "rng.h"
+#include "textfast.h"
 
 // ---- configuration ----
 
@@ -317,5 +318,8 @@ Tensor *coop_encode(Graph *g, TextTower *tt, CoopPrompt *p, const CoopSeqs *s,
              "coop_encode: prompt width %d / %d positions, tower %d / %d", p->width, s->T,
              tt->cfg.width, tt->cfg.context);
     Tensor *tok = coop_assemble(g, tt->token_embedding, p, s, r0, n);
-    return text_tower_forward_tokens(g, tt, tok, s->pool + r0, dump);
+    // Dumps need every row of every block: the full tower; otherwise the
+    // last block only at the pooled rows (textfast.h).
+    if (dump) return text_tower_forward_tokens(g, tt, tok, s->pool + r0, dump);
+    return coop_text_forward(g, tt, tok, s->pool + r0);
 }

@@ -146,8 +146,10 @@ void coop_seqs_free(CoopSeqs *s);
 // ctx->grad (scatter-add; the embedding table gets nothing).
 Tensor *coop_assemble(Graph *g, const Tensor *token_embedding, CoopPrompt *p,
                       const CoopSeqs *s, int64_t r0, int64_t n);
-// Raw text features [n, E] of rows r0..r0+n-1 (not normalised).  dump may
-// be NULL.  The prompt's width must be the tower's (MC_CHECK).
+// Raw text features [n, E] of rows r0..r0+n-1 (not normalised).  Without a
+// dump (NULL) the tower's last block runs only at the pooled rows
+// (coop/textfast.h); with one, the whole tower runs so that every
+// activation can be dumped.  The prompt's width must be the tower's.
 Tensor *coop_encode(Graph *g, TextTower *tt, CoopPrompt *p, const CoopSeqs *s,
                     int64_t r0, int64_t n, const McDump *dump);
 
