@@ -11,5 +11,9 @@ int cli_tokenize(int argc, char **argv); // mobileclip/cli_tokenize.c
 int cli_data(int argc, char **argv);   // datasets/cli_data.c
 int cli_coop(int argc, char **argv);   // coop/cli_coop.c
 int cli_zeroshot(int argc, char **argv); // mobileclip/cli_zeroshot.c
+int cli_vp(int argc, char **argv);     // coop/cli_vp.c
+int cli_retrieval(int argc, char **argv); // coop/cli_retrieval.c
+int cli_attnmap(int argc, char **argv); // coop/cli_attnmap.c
+int cli_prompt(int argc, char **argv); // coop/cli_prompt.c
 
 #endif

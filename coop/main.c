@@ -24,6 +24,10 @@ static const Command commands[] = {
     {"tokenize", cli_tokenize, "token ids of texts, as open_clip's MobileCLIP2 tokenizer gives them"},
     {"coop", cli_coop, "CoOp prompt learning: train (--demo), eval, grad"},
     {"zeroshot", cli_zeroshot, "zero-shot classification of images against class names"},
+    {"vp", cli_vp, "visual prompt (padding): init, convert (paper .pt), grad, train, eval"},
+    {"retrieval", cli_retrieval, "image-text retrieval: recall@1/5/10, paper protocol; train"},
+    {"attnmap", cli_attnmap, "attention map of one head over the input image (PNG)"},
+    {"prompt", cli_prompt, "read a learned prompt: nearest tokens, similarity, amplitude"},
 };
 
 static void usage(FILE *f) {

@@ -14,15 +14,23 @@
 //   * reference parity (vp_ref_*.safetensors, the real open_clip / timm
 //     tower of reduced S0 and B trunks in float64): loss, logits and
 //     d loss / d prompt, fused and training forms;
-//   * central differences of the loss at a few border parameters.
+//   * central differences of the loss at a few border parameters;
+//   * the command line ($MCLIP_BIN) on the reduced S0-like model of
+//     tests/fixtures/e2e_model.safetensors: vp init, vp grad (loss and
+//     gradient equal the in-process computation), vp convert, attnmap,
+//     usage and runtime errors.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../coop/coop.h"
+#include "../coop/retrieval.h"
 #include "../coop/vprompt.h"
+#include "../mobileclip/cli_common.h"
+#include "../datasets/image.h"
 #include "../mobileclip/json.h"
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
@@ -532,6 +540,130 @@ static void usage_sketch(void) {
     close_case(&c);
 }
 
+// ---- command line ----
+
+static const char *bin;
+static char tmpdir[512];
+
+// Run "$MCLIP_BIN args" with stdout to out (may be NULL); the exit status.
+static int run(const char *args, const char *out) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s > %s 2> %s/stderr.txt", bin, args, out ? out : "/dev/null",
+             tmpdir);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static void check_cli(void) {
+    bin = getenv("MCLIP_BIN");
+    CHECK(bin != NULL, "MCLIP_BIN is not set: run through `make test`");
+    if (!bin) return;
+    const char *t = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/mclip_vpcli_XXXXXX", t ? t : "/tmp");
+    CHECK(mkdtemp(tmpdir) != NULL, "mkdtemp %s", tmpdir);
+    char w[600], vp[600], g[600], args[4096], conv[600], png[600];
+    snprintf(w, sizeof w, "%s/model.safetensors", tmpdir);
+    snprintf(vp, sizeof vp, "%s/vp.safetensors", tmpdir);
+    snprintf(g, sizeof g, "%s/grad.safetensors", tmpdir);
+    snprintf(conv, sizeof conv, "%s/conv.safetensors", tmpdir);
+    snprintf(png, sizeof png, "%s/map.png", tmpdir);
+    const char *skip[] = {"ref.", NULL};
+    int rc = detweights_expand("tests/fixtures/e2e_model.safetensors", w, skip);
+    CHECK(rc == 0, "expanding tests/fixtures/e2e_model.safetensors (tests/reference/gen_e2e.py)");
+    if (rc) return;
+
+    // vp init, then vp grad on two images.
+    snprintf(args, sizeof args, "vp init --model %s --out %s --border 5 --std 0.1 --seed 3", w, vp);
+    CHECK(run(args, NULL) == 0, "mclip %s failed", args);
+    const char *imgs[2] = {"tests/fixtures/e2e_scene.png", "tests/fixtures/images/rgb8.png"};
+    snprintf(args, sizeof args, "vp grad --model %s --prompt %s --classes dog cat 'golden "
+             "retriever' --image %s %s --labels 0 2 --out %s", w, vp, imgs[0], imgs[1], g);
+    CHECK(run(args, NULL) == 0, "mclip %s failed", args);
+
+    // The same in process.
+    McErr err;
+    McModel *m = cli_model_load(w, NULL, 1, &err);
+    CoopVPromptFile vf;
+    CoopVPrompt p;
+    StFile *f = st_open(g, &err);
+    CHECK(m && f && coop_vp_load(vp, &vf, &err) == 0, "in-process setup: %s", err.msg);
+    if (m && f && coop_vp_file_prompt(&vf, &p, &err) == 0) {
+        int S = m->cfg.image.image_size;
+        int64_t E = m->cfg.image.embed;
+        const char *texts[3] = {"a photo of a dog.", "a photo of a cat.",
+                                "a photo of a golden retriever."};
+        char vocab[1024];
+        Tokenizer *tok = tok_find_vocab(vocab, sizeof vocab, &err) ? NULL : tok_load(vocab, &err);
+        float txtn[3 * 64], *x = malloc(sizeof(float) * 2 * 3 * S * S);
+        MC_CHECK(E <= 64, "e2e embed %lld", (long long)E);
+        DsPrepConfig pc;
+        cli_prep_config(&pc, m, DS_PREP_PAPER);
+        int ok = tok && coop_ret_text_features(&m->text, tok, NULL, NULL, texts, 3, 3, txtn,
+                                               &err) == 0;
+        for (int i = 0; i < 2 && ok; i++)
+            ok = ds_prep_file(x + (int64_t)i * 3 * S * S, imgs[i], &pc, &err) == 0;
+        CHECK(ok, "in-process inputs: %s", err.msg);
+        if (ok) {
+            Graph *gr = ag_graph_new(1 << 22);
+            int32_t lab[2] = {0, 2};
+            tensor_zero_grad(p.theta);
+            double loss = coop_vp_loss(gr, m->image, &p, x, 2, txtn, 3, lab, 100.0, NULL, NULL,
+                                       NULL);
+            float *got = read_f32(f, "loss", NULL);
+            CHECK(got && fabs(got[0] - loss) <= 1e-6 * fabs(loss), "vp grad loss %g vs %g",
+                  got ? got[0] : NAN, loss);
+            float *gp = read_pieces(f, "grad.", p.theta->n);
+            test_close_absmax("mclip vp grad d loss / d prompt", gp, p.theta->grad,
+                              (size_t)p.theta->n, 1e-6);
+            // grad_prompt [3, S, S] is the pieces with a zero hole.
+            float *full = read_f32(f, "grad_prompt", NULL), *back = malloc(sizeof(float) * 3 * S * S);
+            coop_vp_to_full(S, p.border, gp, back);
+            CHECK(full && !memcmp(full, back, sizeof(float) * 3 * S * S),
+                  "grad_prompt is not the pieces with a zero hole");
+            free(got), free(gp), free(full), free(back);
+            ag_graph_free(gr);
+        }
+        free(x);
+        tok_free(tok);
+        coop_vp_free(&p);
+        coop_vp_file_free(&vf);
+    }
+    st_close(f);
+
+    // vp convert of the paper file; attnmap with the prompt; errors.
+    snprintf(args, sizeof args, "vp convert --in tests/fixtures/vp_paper_b8.pt --out %s", conv);
+    CHECK(run(args, NULL) == 0, "mclip %s failed", args);
+    CoopVPromptFile a, b;
+    if (coop_vp_load(conv, &a, &err) == 0 && coop_vp_load("tests/fixtures/vp_paper_b8.pt", &b,
+                                                          &err) == 0) {
+        CHECK(a.border == 8 && !memcmp(a.theta, b.theta, sizeof(float) * coop_vp_numel(64, 8)) &&
+              !strcmp(a.source, "tests/fixtures/vp_paper_b8.pt"), "converted prompt differs");
+        coop_vp_file_free(&a), coop_vp_file_free(&b);
+    } else {
+        CHECK(0, "converted prompt: %s", err.msg);
+    }
+    snprintf(args, sizeof args, "attnmap --model %s --image %s --layer stage.3.block.1 --head 3 "
+             "--vprompt %s --out %s", w, imgs[0], vp, png);
+    CHECK(run(args, NULL) == 0, "mclip %s failed", args);
+    DsImage im;
+    CHECK(ds_image_load(png, NULL, &im, &err) == 0 && im.w == 64 && im.h == 64, "attnmap png");
+    ds_image_free(&im);
+    snprintf(args, sizeof args, "attnmap --model %s --image %s --layer stage.1.block.0 --head 0 "
+             "--out %s", w, imgs[0], png);
+    CHECK(run(args, NULL) == 1, "attnmap on a RepMixer block did not fail with status 1");
+    snprintf(args, sizeof args, "vp grad --model %s --prompt %s --classes a b --image %s "
+             "--labels 0 1 --out %s", w, vp, imgs[0], g);
+    CHECK(run(args, NULL) == 2, "vp grad with 1 image and 2 labels: not a usage error");
+    snprintf(args, sizeof args, "vp grad --model %s --prompt tests/fixtures/vp_paper_b8.pt "
+             "--classes a b --image %s --labels 1 --out %s", w, imgs[0], g);
+    CHECK(run(args, NULL) == 1, "a prompt made for MobileCLIP2-S0 accepted by the custom model");
+    printf("%-48s vp init/grad/convert, attnmap, errors\n", "command line");
+    mc_model_free(m);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void) {
     test_layout();
     test_apply();
@@ -539,5 +671,6 @@ int main(void) {
     test_paper_pt();
     for (size_t i = 0; i < sizeof ref_cases / sizeof *ref_cases; i++) run_case(ref_cases[i]);
     usage_sketch();
+    check_cli();
     return test_finish("test_vprompt");
 }
