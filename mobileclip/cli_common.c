@@ -296,7 +296,8 @@ static void embed_batch(McModel *m, Graph *g, const float *x, int B, const CliIm
 
 int cli_embed_images(McModel *m, const DsPrepConfig *pc, const char *const *paths, int n,
                      const CliImageOpts *o, float *raw, float *emb, int *kept, int *n_kept) {
-    MC_CHECK(m->image != NULL && o->batch >= 1, "cli_embed_images: no image tower / batch");
+    MC_CHECK(m->image != NULL && o->batch >= 1 && n >= 1,
+             "cli_embed_images: no image tower, batch %d, %d images", o->batch, n);
     int64_t E = m->cfg.image.embed;
     size_t per = (size_t)3 * pc->size * pc->size;
     int batch = o->batch < n ? o->batch : n, rc = 0, nk = 0, bad_total = 0;
