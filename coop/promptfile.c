@@ -3,6 +3,7 @@
 // (paper-protocol section 13); safetensors via mobileclip/safetensors.h.
 #include "promptfile.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@
 #include "../mobileclip/json.h"
 #include "../mobileclip/safetensors.h"
 #include "../mobileclip/torch_pt.h"
+
+#define PROMPT_MAX_WIDTH 65536   // text widths are 512 and 768; anything far above is damage
 
 void coop_classnames_sha1(char *const *names, int n, char hex[41]) {
     ds_classnames_sha1(names, n, hex);
@@ -125,6 +128,13 @@ static int meta_int(const StFile *f, const char *key, int *out, McErr *err) {
     return 0;
 }
 
+// coop_prompt_check, with the file named in the message.
+static int check_cfg(const char *path, const CoopPromptCfg *cfg, McErr *err) {
+    McErr e;
+    if (coop_prompt_check(cfg, &e) == 0) return 0;
+    return mc_err(err, "%s: %s", path, e.msg);
+}
+
 static int meta_enum(const StFile *f, const char *key, int (*parse)(const char *), int *out,
                      const char *choices, McErr *err) {
     const char *v = st_meta(f, key);
@@ -181,11 +191,16 @@ static int load_mclip(const char *path, CoopPromptFile *pf, McErr *err) {
         meta_enum(f, "pooling", coop_pool_parse, &pool, "argmax, eot, legacy", err) ||
         meta_enum(f, "class_position", coop_pos_parse, &pos, "end, middle, front", err))
         goto done;
+    if (W < 1 || (csc && K < 1)) {
+        mc_err(err, "%s: prompt metadata width %d, csc %d, n_cls %d: expected width >= 1 and, "
+               "for class-specific contexts, n_cls >= 1", path, W, csc, K);
+        goto done;
+    }
     pf->cfg = (CoopPromptCfg){.n_ctx = M, .csc = csc != 0, .pos = pos, .form = form,
                               .pool = pool};
     pf->width = W;
     pf->n_cls = csc ? K : 0;
-    if (coop_prompt_check(&pf->cfg, err)) goto done;
+    if (check_cfg(path, &pf->cfg, err)) goto done;
 
     // ctx: the shape the metadata promises.
     const StTensor *t = st_find(f, "ctx");
@@ -251,6 +266,14 @@ static int load_pt(const char *path, CoopPromptFile *pf, McErr *err) {
         mc_err(err, "%s: ctx has %d dims, expected [n_ctx, width]", path, t->ndim);
         goto done;
     }
+    // Bounded before the sizes become ints (a stride-0 view may claim any
+    // number of rows); the row count itself is checked with the config.
+    if (t->shape[0] > INT_MAX || t->shape[1] > PROMPT_MAX_WIDTH) {
+        mc_err(err, "%s: ctx is [%lld, %lld], too large for a prompt (at most %d rows of %d "
+               "values)", path, (long long)t->shape[0], (long long)t->shape[1],
+               TOK_CONTEXT - 2, PROMPT_MAX_WIDTH);
+        goto done;
+    }
     int M = (int)t->shape[0], W = (int)t->shape[1];
     int64_t n_ctx = M;
     if (pt_get(meta, "n_ctx") && (pt_get_int(f, meta, "n_ctx", &n_ctx, err) || n_ctx != M)) {
@@ -270,7 +293,7 @@ static int load_pt(const char *path, CoopPromptFile *pf, McErr *err) {
         goto done;
     }
     if (ver && !strcmp(ver, "v0.1.0")) pf->cfg.pool = COOP_POOL_LEGACY;
-    if (coop_prompt_check(&pf->cfg, err)) goto done;
+    if (check_cfg(path, &pf->cfg, err)) goto done;
     pf->width = W;
     pf->fp16 = t->dtype == ST_F16;
     pf->ctx = mc_malloc((size_t)t->numel * sizeof *pf->ctx);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../coop/promptfile.h"
 #include "../datasets/dataset.h"
 #include "../datasets/image.h"
 #include "../datasets/matfile.h"
@@ -184,6 +185,14 @@ static int run_text(const char *path, McErr *err) {
     return rc;
 }
 
+// A learned prompt: an mclip prompt file or a paper .pt prompt.
+static int run_prompt(const char *path, McErr *err) {
+    CoopPromptFile pf;
+    if (coop_promptfile_load(path, &pf, err)) return -1;
+    coop_promptfile_free(&pf);
+    return 0;
+}
+
 static const struct {
     const char *kind;
     int (*run)(const char *path, McErr *err);
@@ -198,6 +207,7 @@ static const struct {
     {"image", run_image},
     {"bpe", run_bpe},
     {"text", run_text},
+    {"prompt", run_prompt},
 };
 
 // ---- manifest ----
