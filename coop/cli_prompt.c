@@ -234,7 +234,8 @@ int cli_prompt(int argc, char **argv) {
         FILE *f = r == 1 || (sub && (!strcmp(sub, "--help") || !strcmp(sub, "-h"))) ? stdout
                                                                                    : stderr;
         fprintf(f,
-            "usage: mclip prompt nearest    --model FILE --prompt FILE [--k 5] [--metric l2|cosine]\n"
+            "usage: mclip prompt nearest    --model FILE --prompt FILE [--k 5]\n"
+            "                               [--metric l2|cosine]\n"
             "       mclip prompt similarity --model FILE --prompt FILE [--text T...] [--csv F]\n"
             "                               [--png F]\n"
             "       mclip prompt amplitude  --prompt FILE --out chart.svg [--bins 40] [--csv F]\n");

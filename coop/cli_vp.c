@@ -142,7 +142,8 @@ static int parse_scale(const char *s, const McModel *m, double *scale, McErr *er
     }
     char *end;
     *scale = strtod(s, &end);
-    if (*end || !(*scale > 0)) return mc_err(err, "--scale %s: expected 'model' or a number > 0", s);
+    if (*end || !(*scale > 0))
+        return mc_err(err, "--scale %s: expected 'model' or a number > 0", s);
     return 0;
 }
 

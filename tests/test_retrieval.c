@@ -13,14 +13,21 @@
 //     group size (R) as the paper's rule says, and plain features match
 //     the text tower;
 //   * training on a small full-vocabulary tower: the retrieval and the
-//     multitask losses fall.
+//     multitask losses fall;
+//   * the command line ($MCLIP_BIN) on the reduced model of
+//     tests/fixtures/e2e_model.safetensors and the generated caption set:
+//     retrieval eval equals the in-process scores; prompt nearest,
+//     similarity and amplitude run and write their files.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "../coop/promptfile.h"
 #include "../coop/retrieval.h"
+#include "../mobileclip/cli_common.h"
 #include "../datasets/dataset.h"
 #include "../datasets/gen_dataset.h"
 #include "../mobileclip/json.h"
@@ -60,11 +67,13 @@ static double dot(const float *a, const float *b, int64_t E) {
     return d;
 }
 
+static char gen_dir[512];   // the generated datasets (removed at the end of main)
+
 static void check_metrics(void) {
     // A generated caption set in the Flickr30k layout; its test split.
-    char dir[512], json[600];
+    char *dir = gen_dir, json[600];
     McErr err;
-    tmp_name(dir, sizeof dir, "retgen");
+    tmp_name(dir, sizeof gen_dir, "retgen");
     GenOptions go = gen_defaults();
     go.classes = 6, go.per_class = 10, go.size = 12;
     CHECK(gen_dataset(dir, &go, &err) == 0, "gen_dataset: %s", err.msg);
@@ -83,7 +92,8 @@ static void check_metrics(void) {
 
     // Seeded features: caption = its image + noise (some retrievals fail).
     enum { E = 24 };
-    float *img = malloc(sizeof(float) * (size_t)(I * E)), *txt = malloc(sizeof(float) * (size_t)(T * E));
+    float *img = malloc(sizeof(float) * (size_t)(I * E));
+    float *txt = malloc(sizeof(float) * (size_t)(T * E));
     test_seed(77);
     test_fill_normal(img, (size_t)(I * E), 1.0);
     for (int t = 0; t < T; t++)
@@ -132,9 +142,6 @@ static void check_metrics(void) {
           sc.t2i[0]);
     free(v), free(img), free(txt), free(img_of);
     cs_free(cs);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK(system(cmd) == 0, "cleanup of %s", dir);
 }
 
 // ---- the loss against the reference multitask gradient ----
@@ -472,9 +479,133 @@ static void check_text_and_training(void) {
     mc_model_free(m);
 }
 
+// ---- command line ----
+
+static int run(const char *bin, const char *args, const char *out) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s > %s 2>/dev/null", bin, args, out);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static double json_num(const JsonValue *o, const char *a, const char *b) {
+    const JsonValue *v = json_get(o, a);
+    if (v && b) v = json_get(v, b);
+    return v && v->type == JSON_NUMBER ? v->number : NAN;
+}
+
+static void check_cli(void) {
+    const char *bin = getenv("MCLIP_BIN");
+    CHECK(bin != NULL, "MCLIP_BIN is not set: run through `make test`");
+    if (!bin || !gen_dir[0]) return;
+    char w[600], out[600], pr[600], svg[600], csv[600], png[600], json[600], args[4096];
+    snprintf(w, sizeof w, "%s/model.safetensors", gen_dir);
+    snprintf(out, sizeof out, "%s/out.txt", gen_dir);
+    snprintf(pr, sizeof pr, "%s/prompt.safetensors", gen_dir);
+    snprintf(svg, sizeof svg, "%s/amp.svg", gen_dir);
+    snprintf(csv, sizeof csv, "%s/sim.csv", gen_dir);
+    snprintf(png, sizeof png, "%s/sim.png", gen_dir);
+    snprintf(json, sizeof json, "%s/flickr30k/dataset_flickr30k.json", gen_dir);
+    const char *skip[] = {"ref.", NULL};
+    int rc = detweights_expand("tests/fixtures/e2e_model.safetensors", w, skip);
+    CHECK(rc == 0, "expanding tests/fixtures/e2e_model.safetensors (tests/reference/gen_e2e.py)");
+    McErr err;
+    McModel *m = rc ? NULL : cli_model_load(w, NULL, 1, &err);
+    CHECK(m && m->image, "%s: %s", w, m ? "no image tower" : err.msg);
+    char vocab[1024];
+    Tokenizer *tok = tok_find_vocab(vocab, sizeof vocab, &err) ? NULL : tok_load(vocab, &err);
+    if (!m || !m->image || !tok) goto done;
+
+    // A prompt for this model: retrieval eval with it, on the test split.
+    CoopPrompt p;
+    CoopPromptCfg pc = coop_prompt_paper(1);
+    pc.n_ctx = 4;
+    CHECK(coop_prompt_init(&p, &pc, m->text.cfg.width, 0, 8, &err) == 0, "%s", err.msg);
+    for (int64_t i = 0; i < p.ctx->n; i++) p.ctx->data[i] *= 10.0f;
+    CoopPromptMeta meta = {.model_name = m->name};
+    CHECK(coop_promptfile_save(pr, &p, &meta, &err) == 0, "%s", err.msg);
+    snprintf(args, sizeof args, "retrieval eval --model %s --captions %s --split test --prompt "
+             "%s --group 4", w, json, pr);
+    CHECK(run(bin, args, out) == 0, "mclip %s failed", args);
+    char *text = NULL;
+    size_t len = 0;
+    JsonDoc *doc = NULL;
+    if (ds_read_file(out, 1 << 16, &text, &len, &err) == 0)
+        doc = json_parse(text, len, NULL, &err);
+    CHECK(doc != NULL, "retrieval eval output is not JSON: %s", text ? text : err.msg);
+
+    // In process: the same split, features and scores.
+    CaptionSet *cs = cs_load_karpathy(json, NULL, &err);
+    if (doc && cs) {
+        const char *paths[64], *caps[320], *first[64];
+        int cap_img[320], I = 0, T = 0;
+        for (int i = 0; i < cs->n_images && I < 64; i++) {
+            if (cs->images[i].split != DS_TEST) continue;
+            first[I] = cs->captions[cs->images[i].first];
+            for (int c = 0; c < cs->images[i].n && T < 320; c++)
+                caps[T] = cs->captions[cs->images[i].first + c], cap_img[T++] = I;
+            paths[I++] = cs->images[i].path;
+        }
+        int64_t E = m->cfg.image.embed;
+        float *img = malloc(sizeof(float) * I * E), *txt = malloc(sizeof(float) * T * E);
+        float *fst = malloc(sizeof(float) * I * E);
+        DsPrepConfig prep;
+        cli_prep_config(&prep, m, DS_PREP_PAPER);
+        CoopRetScores sc;
+        int ok = coop_ret_image_features(m->image, &prep, NULL, paths, I, 16, img, &err) == 0 &&
+                 coop_ret_text_features(&m->text, tok, &p, NULL, caps, T, 4, txt, &err) == 0 &&
+                 coop_ret_text_features(&m->text, tok, &p, NULL, first, I, 4, fst, &err) == 0;
+        CHECK(ok, "in-process features: %s", err.msg);
+        if (ok) {
+            coop_ret_scores(img, I, txt, T, E, cap_img, fst, &sc);
+            const JsonValue *r = json_root(doc);
+            double d = fabs(json_num(r, "t2i", "R@1") - sc.t2i[0]) +
+                       fabs(json_num(r, "t2i", "R@10") - sc.t2i[2]) +
+                       fabs(json_num(r, "i2t", "R@5") - sc.i2t[1]) +
+                       fabs(json_num(r, "paper_hits", NULL) - sc.paper_hits);
+            printf("mclip retrieval eval: %d images, %d captions, t2i R@1 %.4f, paper %d/%d "
+                   "(in process %.4f, %d)\n", I, T, json_num(r, "t2i", "R@1"), 
+                   (int)json_num(r, "paper_hits", NULL), I, sc.t2i[0], sc.paper_hits);
+            CHECK(d < 1e-5 && json_num(r, "images", NULL) == I &&
+                  json_num(r, "captions", NULL) == T, "retrieval eval differs from in-process");
+        }
+        free(img), free(txt), free(fst);
+    }
+    cs_free(cs);
+    json_free(doc);
+    free(text);
+
+    // prompt nearest / similarity / amplitude.
+    snprintf(args, sizeof args, "prompt nearest --model %s --prompt %s --k 3", w, pr);
+    CHECK(run(bin, args, out) == 0, "mclip %s failed", args);
+    text = NULL;
+    ds_read_file(out, 1 << 16, &text, &len, &err);
+    CHECK(text && strstr(text, "ctx[ 3]") && strstr(text, "by l2"), "nearest output: %s",
+          text ? text : "");
+    free(text);
+    snprintf(args, sizeof args, "prompt similarity --model %s --prompt %s --text 'a dog' "
+             "'a photo of a' --csv %s --png %s", w, pr, csv, png);
+    CHECK(run(bin, args, out) == 0, "mclip %s failed", args);
+    snprintf(args, sizeof args, "prompt amplitude --prompt %s --out %s", pr, svg);
+    CHECK(run(bin, args, out) == 0, "mclip %s failed", args);
+    CHECK(ds_is_file(csv) && ds_is_file(png) && ds_is_file(svg), "prompt files not written");
+    snprintf(args, sizeof args, "prompt amplitude --prompt %s", pr);
+    CHECK(run(bin, args, out) == 2, "amplitude without --out: not a usage error");
+    coop_prompt_free(&p);
+done:
+    tok_free(tok);
+    mc_model_free(m);
+}
+
 int main(void) {
     check_metrics();
     check_reference();
     check_text_and_training();
+    check_cli();
+    if (gen_dir[0]) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", gen_dir);
+        CHECK(system(cmd) == 0, "cleanup of %s", gen_dir);
+    }
     return test_finish("test_retrieval");
 }

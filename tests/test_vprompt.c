@@ -616,7 +616,8 @@ static void check_cli(void) {
             test_close_absmax("mclip vp grad d loss / d prompt", gp, p.theta->grad,
                               (size_t)p.theta->n, 1e-6);
             // grad_prompt [3, S, S] is the pieces with a zero hole.
-            float *full = read_f32(f, "grad_prompt", NULL), *back = malloc(sizeof(float) * 3 * S * S);
+            float *full = read_f32(f, "grad_prompt", NULL);
+            float *back = malloc(sizeof(float) * 3 * S * S);
             coop_vp_to_full(S, p.border, gp, back);
             CHECK(full && !memcmp(full, back, sizeof(float) * 3 * S * S),
                   "grad_prompt is not the pieces with a zero hole");
