@@ -461,6 +461,9 @@ int ds_fewshot_read(const Dataset *ds, const char *path, DsFewShot *out, McErr *
     qsort(index, (size_t)n, sizeof *index, cmp_rel);
     out->train = mc_malloc((size_t)(n ? n : 1) * sizeof *out->train);
     out->val = mc_malloc((size_t)(n ? n : 1) * sizeof *out->val);
+    // Line of each item's row: an item listed twice is refused (it would
+    // also overrun train/val, which hold each item at most once).
+    int *seen = mc_calloc((size_t)(n ? n : 1), sizeof *seen);
 
     // Rows: path<TAB>label[<TAB>split]; '#' comments; optional header.
     int rc = 0, line = 0, first = 1;
@@ -503,12 +506,16 @@ int ds_fewshot_read(const Dataset *ds, const char *path, DsFewShot *out, McErr *
         } else if (ds->items[hit->idx].label != label) {
             rc = mc_err(err, "%s:%d: '%s' has label %ld here but %d in the dataset", path, line,
                         s, label, ds->items[hit->idx].label);
-        } else if (split == DS_TRAIN) {
-            out->train[out->n_train++] = hit->idx;
+        } else if (seen[hit->idx]) {
+            rc = mc_err(err, "%s:%d: '%s' is already listed on line %d", path, line, s,
+                        seen[hit->idx]);
         } else {
-            out->val[out->n_val++] = hit->idx;
+            seen[hit->idx] = line;
+            if (split == DS_TRAIN) out->train[out->n_train++] = hit->idx;
+            else out->val[out->n_val++] = hit->idx;
         }
     }
+    mc_free(seen);
     mc_free(index);
     mc_free(text);
     if (rc) ds_fewshot_free(out);

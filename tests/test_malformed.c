@@ -17,6 +17,7 @@
 #include "../datasets/dataset.h"
 #include "../datasets/image.h"
 #include "../datasets/matfile.h"
+#include "../datasets/split.h"
 #include "../mobileclip/json.h"
 #include "../mobileclip/safetensors.h"
 #include "../mobileclip/tokenizer.h"
@@ -185,6 +186,24 @@ static int run_text(const char *path, McErr *err) {
     return rc;
 }
 
+// A few-shot manifest checked against a fixed five-item dataset (listed in
+// tests/malformed/make_text_corpus.py).
+static int run_fewshot(const char *path, McErr *err) {
+    Dataset *ds = ds_new("fixed", "tsv", "root", "fixed.tsv");
+    ds_add_class(ds, "cat");
+    ds_add_class(ds, "dog");
+    ds_add_item(ds, "a.jpg", 0, DS_TRAIN);
+    ds_add_item(ds, "b.jpg", 1, DS_TRAIN);
+    ds_add_item(ds, "c/d.png", 0, DS_VAL);
+    ds_add_item(ds, "e.jpg", 1, DS_VAL);
+    ds_add_item(ds, "f.jpg", 1, DS_TEST);
+    DsFewShot fs;
+    int rc = ds_fewshot_read(ds, path, &fs, err);
+    if (!rc) ds_fewshot_free(&fs);
+    ds_free(ds);
+    return rc;
+}
+
 // A learned prompt: an mclip prompt file or a paper .pt prompt.
 static int run_prompt(const char *path, McErr *err) {
     CoopPromptFile pf;
@@ -208,6 +227,7 @@ static const struct {
     {"bpe", run_bpe},
     {"text", run_text},
     {"prompt", run_prompt},
+    {"fewshot", run_fewshot},
 };
 
 // ---- manifest ----

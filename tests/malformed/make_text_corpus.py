@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Malformed text inputs for tests/test_malformed.c: BPE vocabulary files
-(kind 'bpe': each must be refused by tok_load with the message given) and
+(kind 'bpe': each must be refused by tok_load with the message given),
 tokenizer input text (kind 'text': arbitrary bytes, which the tokenizer must
 take without error, giving valid ids, SOT/EOT in place and a decode that is
-valid UTF-8).  Writes the files next to this script and prints their
+valid UTF-8) and few-shot manifests (kind 'fewshot': ds_fewshot_read against
+the five-item dataset of the runner: a.jpg 0 train, b.jpg 1 train, c/d.png 0
+val, e.jpg 1 val, f.jpg 1 test).  Writes the files next to this script and prints their
 MANIFEST.tsv rows (file, kind, expected message substring, or OK).
 
 Usage: python3 tests/malformed/make_text_corpus.py > /tmp/rows.tsv
@@ -60,6 +62,20 @@ put("text_long_word.txt", b"ab" * 10000, "text", "OK")
 put("text_many_words.txt", b"photo " * 5000, "text", "OK")
 put("text_combining.txt", "e\u0301\u0301\u0301 \u202e\u200d\U0001F468\u200d\U0001F469 "
     "\ufdfd \ufffd\uffff \U000E0001".encode("utf-8"), "text", "OK")
+
+# ---- few-shot manifests (ds_fewshot_read) ----
+
+put("fewshot_ok.tsv", b"# fewshot\npath\tlabel\tsplit\na.jpg\t0\ttrain\nc/d.png\t0\tval\n",
+    "fewshot", "OK")
+# The same item twice (this once wrote past the end of the selection).
+put("fewshot_duplicate.tsv", b"a.jpg\t0\n" * 12, "fewshot",
+    "fewshot_duplicate.tsv:2: 'a.jpg' is already listed on line 1")
+put("fewshot_unknown.tsv", b"a.jpg\t0\nz.jpg\t0\n", "fewshot",
+    "fewshot_unknown.tsv:2: 'z.jpg' is not an item of the dataset")
+put("fewshot_label.tsv", b"b.jpg\t0\n", "fewshot", "'b.jpg' has label 0 here but 1")
+put("fewshot_test_split.tsv", b"f.jpg\t1\ttest\n", "fewshot",
+    "expected an integer label and split train or val")
+put("fewshot_no_tab.tsv", b"a.jpg 0\n", "fewshot", "fewshot_no_tab.tsv:1: expected path<TAB>label")
 
 for r in ROWS:
     print("\t".join(r))
