@@ -25,17 +25,44 @@ SAN    ?= 0
 JPEG   ?= stb
 ARCH   ?= $(shell $(CC) -dumpmachine | cut -d- -f1)
 
+# ---- aarch64 cross build ----
+# `make ARCH=aarch64` (or CC=aarch64-linux-gnu-gcc) on a host that is not
+# aarch64 cross-compiles with Debian's gcc-aarch64-linux-gnu against the
+# arm64 sysroot that tests/aarch64/sysroot.sh unpacks into SYSROOT (made on
+# first use); `make test-aarch64` runs the suite under qemu-aarch64 (see the
+# end of this file).  On an aarch64 board nothing here applies: plain `make`.
+ifeq ($(ARCH),aarch64)
+ifneq ($(shell uname -m),aarch64)
+  CROSS       := 1
+  SYSROOT     ?= build/aarch64-sysroot
+  SYSROOT_ABS := $(abspath $(SYSROOT))
+  SYSROOT_LIB := $(SYSROOT_ABS)/usr/lib/aarch64-linux-gnu
+  ifeq ($(origin CC),default)
+    CC := aarch64-linux-gnu-gcc
+  endif
+  ifeq ($(origin AR),default)
+    AR := aarch64-linux-gnu-ar
+  endif
+  # --sysroot in CC itself, so that every compile, link and `make info`
+  # probe sees the arm64 headers and libraries.
+  override CC := $(CC) --sysroot=$(SYSROOT_ABS)
+  CPPFLAGS_CROSS := -I$(SYSROOT_ABS)/usr/include/aarch64-linux-gnu/openblas-pthread
+  LDFLAGS  += -L$(SYSROOT_LIB) -L$(SYSROOT_LIB)/openblas-pthread \
+              -Wl,-rpath-link=$(SYSROOT_LIB):$(SYSROOT_ABS)/lib/aarch64-linux-gnu
+endif
+endif
+
 CONFIG := $(ARCH)-blas$(BLAS)-omp$(OMP)-$(SIMD)$(if $(filter 1,$(NATIVE)),-native)$(if $(filter 1,$(SAN)),-san)$(if $(filter libjpeg,$(JPEG)),-libjpeg)
 BUILD  ?= build/$(CONFIG)
 
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra -Wno-unused-parameter
-CPPFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -Ithird_party
+CPPFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -I. -Ithird_party $(CPPFLAGS_CROSS)
 LDLIBS   := -lz -lm -lpthread
 
 ifeq ($(BLAS),1)
-  CPPFLAGS += -DMCLIP_BLAS $(shell pkg-config --cflags openblas 2>/dev/null)
+  CPPFLAGS += -DMCLIP_BLAS $(if $(CROSS),,$(shell pkg-config --cflags openblas 2>/dev/null))
   LDLIBS   += -lopenblas
 endif
 # JPEG=libjpeg decodes JPEG with libjpeg-turbo, as PIL does (identical
@@ -109,7 +136,7 @@ all: $(LIB) $(BIN) mclip
 
 # A stable path for the binary of the default configuration.
 mclip: $(BIN)
-	@ln -sf $(BIN) mclip
+	@$(if $(CROSS),:,ln -sf $(BIN) mclip)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -178,6 +205,46 @@ help:
 
 clean:
 	rm -rf build mclip
+
+# ---- aarch64: the suite under qemu ----
+# make test-aarch64 [BLAS=0]   every test program, cross-built, under
+#                              qemu-aarch64 -L SYSROOT (the mclip binary that
+#                              tests spawn goes through tests/aarch64/mclip.sh)
+# make test-aarch64-ci         the subset CI runs (AARCH64_CI below)
+# make check-long-aarch64      every program with MCLIP_LONG=1
+# On an aarch64 host these run natively.
+QEMU       ?= qemu-aarch64
+# Programs for CI: the per-ISA kernels and every layer's own tests; left out
+# are the slowest under emulation (whole-tower and end-to-end tests), which
+# test-aarch64 and check-long-aarch64 run.
+AARCH64_CI ?= test_simd test_conv test_ops test_autograd test_checks test_gradcheck_selftest \
+              test_safetensors test_tokenizer test_torch_pt test_malformed test_matfile \
+              test_datasets test_split test_metrics test_optim test_image_errors test_preprocess
+.PHONY: test-aarch64 test-aarch64-ci check-long-aarch64 aarch64-run
+test-aarch64:
+	@$(MAKE) --no-print-directory ARCH=aarch64 aarch64-run
+test-aarch64-ci:
+	@$(MAKE) --no-print-directory ARCH=aarch64 aarch64-run \
+	  AARCH64_RUN='$(AARCH64_CI:%=$$(BUILD)/tests/%)'
+check-long-aarch64:
+	@$(MAKE) --no-print-directory ARCH=aarch64 aarch64-run AARCH64_ENV=MCLIP_LONG=1
+AARCH64_RUN ?= $(TESTBIN)
+ifdef CROSS
+  AARCH64_VARS = MCLIP_RUNNER="$(QEMU) -L $(SYSROOT_ABS)" MCLIP_TARGET_BIN=$(abspath $(BIN)) \
+                 MCLIP_BIN=$(abspath tests/aarch64/mclip.sh)
+else
+  AARCH64_VARS = MCLIP_BIN=$(BIN)
+endif
+aarch64-run: $(AARCH64_RUN) $(BIN)
+	@echo "aarch64 suite: $(if $(CROSS),$(QEMU) -L $(SYSROOT),native), BLAS=$(BLAS), ISAs $(ISAS)"
+	@$(AARCH64_VARS) $(AARCH64_ENV) sh tests/run.sh $(AARCH64_RUN)
+ifdef CROSS
+# The sysroot comes before anything is compiled.
+$(LIBOBJ) $(ISAOBJ) $(TESTHOBJ) $(BUILD)/coop/main.o $(TESTBIN) $(BENCHBIN): \
+  | $(SYSROOT)/lib/ld-linux-aarch64.so.1
+$(SYSROOT)/lib/ld-linux-aarch64.so.1:
+	sh tests/aarch64/sysroot.sh $(SYSROOT)
+endif
 
 # ---- fuzzing and valgrind (tests/fuzz/README.md) ----
 # Harnesses tests/fuzz/fuzz_*.c are built with clang (FUZZ_CC) into
