@@ -1,5 +1,14 @@
 // gemm.c - C = alpha op(A) op(B) + beta C, row-major (see gemm.h).
 //
+// With OpenBLAS, one thread pool: OpenBLAS runs single-threaded
+// (mc_set_threads sets it to 1 thread) and mc_sgemm cuts C into blocks
+// of rows or columns, one single-threaded cblas_sgemm per block, spread
+// over the OpenMP threads.  Two pools (OpenMP for our kernels, OpenBLAS's
+// pthreads for GEMMs) oversubscribe the cores: after each call the idle
+// pool spins (sched_yield or a busy barrier) while the other works, which
+// on a loaded machine cost up to 10x (bench/RESULTS.md).  The cut depends
+// only on the shape, so results do not depend on the thread count.
+//
 // The plain-C kernel packs a KC x NC panel of op(B) and an MC x KC block of
 // op(A) into contiguous buffers, then runs a register-blocked micro-kernel
 // that the compiler vectorises (4 rows x 16 columns of C per call).  Rows
@@ -112,6 +121,24 @@ void mc_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha,
     }
 }
 
+#ifdef MCLIP_BLAS
+// Blocks of the cut: the larger of M and N in pieces of at least
+// GEMM_CUT_MIN rows or columns (a multiple of 16) and about GEMM_CUT_FLOPS
+// each, at most GEMM_CUT_MAX pieces.  Products below GEMM_CUT_FLOPS run as
+// one call.
+#define GEMM_CUT_FLOPS 4e6
+#define GEMM_CUT_MIN   32
+#define GEMM_CUT_MAX   64
+
+static void blas_call(int transA, int transB, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta,
+                      float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
+                beta, C, ldc);
+}
+#endif
+
 void mc_sgemm(int transA, int transB, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta,
               float *C, int ldc) {
@@ -121,9 +148,33 @@ void mc_sgemm(int transA, int transB, int M, int N, int K, float alpha,
         mc_sgemm_ref(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-                transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
-                beta, C, ldc);
+    int nt = mc_threads();   // first use also makes OpenBLAS single-threaded
+
+    // The cut: dimension, block length, number of blocks (shape only).
+    double flops = 2.0 * M * N * (double)K;
+    int by_rows = M >= N, len = by_rows ? M : N;
+    int nb = (int)(flops / GEMM_CUT_FLOPS);
+    if (nb > GEMM_CUT_MAX) nb = GEMM_CUT_MAX;
+    if (nb > len / GEMM_CUT_MIN) nb = len / GEMM_CUT_MIN;
+    int blk = nb > 1 ? ((len + nb - 1) / nb + 15) / 16 * 16 : len;
+    nb = (len + blk - 1) / blk;
+    if (nb <= 1) {
+        blas_call(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+
+    // Rows i0.. of C use rows i0.. of op(A); columns j0.. use columns of op(B).
+    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int b = 0; b < nb; b++) {
+        int i0 = b * blk, n = len - i0 < blk ? len - i0 : blk;
+        if (by_rows)
+            blas_call(transA, transB, n, N, K, alpha,
+                      transA ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, beta,
+                      C + (size_t)i0 * ldc, ldc);
+        else
+            blas_call(transA, transB, M, n, K, alpha, A, lda,
+                      transB ? B + (size_t)i0 * ldb : B + i0, ldb, beta, C + i0, ldc);
+    }
 #else
     mc_sgemm_ref(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif

@@ -371,7 +371,9 @@ void mc_set_threads(int n) {
     omp_set_num_threads(n);
 #endif
 #ifdef MCLIP_BLAS
-    openblas_set_num_threads(n);
+    // One pool: mc_sgemm spreads single-threaded OpenBLAS calls over the
+    // OpenMP threads (see gemm.c).
+    openblas_set_num_threads(1);
 #endif
 }
 
