@@ -28,8 +28,11 @@
 //            weights plus one chunk's tape, independent of K.
 // Both give the same gradient up to summation order (tests/test_coop.c).
 // Measured (tests/test_coop_mem.c, MCLIP_LONG=1; full-size random-weight
-// S0 text tower, 32 images, chunk 8, 2 threads of a busy 2-core machine):
-// peak RSS 892 MB at K = 102 and 893 MB at K = 397; 71 s and 288 s a step.
+// S0 text tower, 32 images, chunk 8, 2 threads of a 2-core machine shared
+// with other jobs): peak RSS 827 MB at K = 102 and 829 MB at K = 397
+// (weights 254 MB, arena 553 MB); 52 s and 165 s a step.  A step is about
+// 3 forwards of K sequences (2 forwards + a backward that, with frozen
+// weights, costs one more): 3 * 2.98 GMAC * K.
 //
 // Savings (exact, per step; L blocks, T positions, M ctx):
 //   * taken: the last block at the pooled row only (coop/textfast.h):
