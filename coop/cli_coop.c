@@ -486,7 +486,8 @@ static void train_usage(FILE *f) {
         "         --n-ctx M (16)  --csc  --class-pos end|middle|front  --init PHRASE\n"
         "         --seed N (1)  --logit-scale model|X\n"
         "optim:   --optim adamw|sgd  --lr X  --wd X  --schedule constant|cosine\n"
-        "         --warmup-epochs N  --warmup-lr X  --epochs N  --steps N  --batch N\n"
+        "         --warmup-epochs N  --warmup-lr X  --epochs N  --batch N\n"
+        "         --steps N (stop after N steps; without --epochs, as many as needed)\n"
         "         --shuffle | --no-shuffle  --chunk N (prompt rows per taped pass)\n"
         "output:  --out FILE (best prompt on val)  --out-last FILE  --fp16\n"
         "         --eval-every N (100)  --ckpt FILE  --ckpt-every N (50)  --resume\n"
@@ -631,7 +632,6 @@ static int cmd_train(int argc, char **argv) {
         if (a.lr < 0) a.lr = 2e-3;
         if (a.batch < 0) a.batch = 32;
         if (a.steps <= 0) a.steps = 60;
-        if (a.epochs < 0) a.epochs = 1000;
         if (a.eval_every < 0) a.eval_every = 10;
         if (a.shuffle < 0) a.shuffle = 1;
     }
@@ -662,10 +662,15 @@ static int cmd_train(int argc, char **argv) {
 
     // Training configuration.
     CoopTrainCfg tc = coop_train_defaults();
+    tc.batch = a.batch > 0 ? a.batch : (coop_recipe ? 32 : 16);
     tc.epochs = a.epochs > 0 ? a.epochs : (coop_recipe ? 50 : 10);
+    // --steps without --epochs: as many epochs as the steps need.
+    if (a.steps > 0 && a.epochs <= 0 && d.n[0] > 0) {
+        int64_t spe0 = (d.n[0] + tc.batch - 1) / tc.batch;
+        tc.epochs = (int)((a.steps + spe0 - 1) / spe0);
+    }
     if (opt_cfg(&a, coop_recipe, tc.epochs, &tc.opt, &err)) goto fail;
     tc.max_steps = a.steps;
-    tc.batch = a.batch > 0 ? a.batch : (coop_recipe ? 32 : 16);
     tc.shuffle = a.shuffle >= 0 ? a.shuffle : (coop_recipe || d.shots == DS_K_ALL);
     tc.seed = a.seed;
     tc.scale = logit_scale(&a, mc.m, &p.cfg);
