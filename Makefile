@@ -252,7 +252,7 @@ endif
 # (no BLAS, no OpenMP); tests/fuzz/run.sh runs them one after another.
 FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 60
-FUZZ_SMOKE_SECONDS ?= 30
+FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_BUILD         := build/fuzz
 FUZZ_BIN           := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
 VALGRIND           ?= valgrind --error-exitcode=1 --leak-check=full --track-origins=yes \
@@ -261,7 +261,7 @@ VALGRIND           ?= valgrind --error-exitcode=1 --leak-check=full --track-orig
 
 fuzz-build:
 	@$(MAKE) --no-print-directory CC=$(FUZZ_CC) BUILD=$(FUZZ_BUILD) BLAS=0 OMP=0 SAN=1 \
-	  JPEG=stb OPT="-O1 -fsanitize=fuzzer-no-link" $(FUZZ_BIN)
+	  JPEG=stb OPT="-O1 -fsanitize=fuzzer-no-link -DMC_EXACT_ALLOC" $(FUZZ_BIN)
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_BUILD)/libmclip.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -fsanitize=fuzzer $< $(LIB) $(LDLIBS) -o $@

@@ -26,6 +26,13 @@ void ds_stbi_clear_failure(void);   // stb_image_impl.c
 #else
 #define JPEG_LIBJPEG 0
 #endif
+// JPEG=stb (MCLIP_JPEG_STB): stb_image for JPEG too; otherwise jpeg.c.
+#ifdef MCLIP_JPEG_STB
+#define JPEG_STB 1
+#else
+#define JPEG_STB 0
+#include "jpeg.h"
+#endif
 
 // Room for a decoder's failure reason (libjpeg's JMSG_LENGTH_MAX is 200).
 #define DECODE_WHY_LEN 200
@@ -310,15 +317,34 @@ static size_t jpeg_skip_scan(const uint8_t *p, size_t n, size_t i) {
 
 // A DHT segment body of len bytes: tables of (class/id byte, 16 counts,
 // values); class <= 1, id <= 3, at most 256 codes, lengths consistent.
-// Returns 0 when valid.
-static int jpeg_check_dht(const uint8_t *s, size_t len) {
+// Returns 0 when valid; bit class * 4 + id of *defined is set for each table.
+static int jpeg_check_dht(const uint8_t *s, size_t len, unsigned *defined) {
     size_t i = 0;
     while (i < len) {
         if (len - i < 17 || (s[i] >> 4) > 1 || (s[i] & 15) > 3) return -1;
         size_t n = 0;
         for (int k = 1; k <= 16; k++) n += s[i + k];
         if (n > 256 || len - i - 17 < n) return -1;
+        *defined |= 1u << ((s[i] >> 4) * 4 + (s[i] & 15));
         i += 17 + n;
+    }
+    return 0;
+}
+
+// A scan (SOS body of len bytes) must use only Huffman tables defined
+// before it: stb_image 2.27 decodes with whatever its never-filled table
+// holds (an assertion failure, or garbage).  DC tables serve first DC
+// scans (Ss = 0, Ah = 0), AC tables every scan with Se > 0.  Returns 0, or
+// the missing table as 0x100 | class << 4 | id; malformed scan headers are
+// left to the decoder.
+static unsigned jpeg_scan_tables(const uint8_t *s, size_t len, unsigned defined) {
+    size_t ns = len ? s[0] : 0;
+    if (len < 1 + 2 * ns + 3) return 0;
+    int ss = s[1 + 2 * ns], se = s[2 + 2 * ns], ah = s[3 + 2 * ns] >> 4;
+    for (size_t c = 0; c < ns; c++) {
+        int td = s[2 + 2 * c] >> 4, ta = s[2 + 2 * c] & 15;
+        if (ss == 0 && ah == 0 && td <= 3 && !(defined >> td & 1)) return 0x100u | td;
+        if (se > 0 && ta <= 3 && !(defined >> (4 + ta) & 1)) return 0x110u | ta;
     }
     return 0;
 }
@@ -330,6 +356,7 @@ static int jpeg_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo 
         return mc_err(err, "%s: truncated JPEG: %zu bytes, no marker after the start-of-image",
                       name, n);
     int sof = 0, scans = 0;
+    unsigned huff_defined = 0;   // DHT tables seen so far (jpeg_check_dht)
     size_t off = 2;
     for (;;) {
         // Find the next marker; libjpeg skips stray bytes between segments.
@@ -376,7 +403,7 @@ static int jpeg_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo 
 
         // Huffman tables: stb_image 2.27 does not check that a table has at
         // most 256 codes and would write past its arrays, so check here.
-        if (m == 0xC4 && jpeg_check_dht(s, len - 2)) {
+        if (m == 0xC4 && jpeg_check_dht(s, len - 2, &huff_defined)) {
             return mc_err(err, "%s: damaged JPEG: bad Huffman table segment at offset %zu",
                           name, off);
         }
@@ -395,6 +422,11 @@ static int jpeg_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo 
             if (++scans > JPEG_MAX_SCANS)
                 return mc_err(err, "%s: JPEG with more than %d scans refused (a decoding-time "
                               "attack; photographs have about 10)", name, JPEG_MAX_SCANS);
+            unsigned missing = jpeg_scan_tables(s, len - 2, huff_defined);
+            if (missing && !JPEG_LIBJPEG)   // libjpeg reports it itself
+                return mc_err(err, "%s: damaged JPEG: scan %d uses %s Huffman table %u, which "
+                              "no DHT segment before it defines", name, scans,
+                              missing & 0x10 ? "AC" : "DC", missing & 15);
             off = jpeg_skip_scan(p, n, off);
             if (off >= n)
                 return mc_err(err, "%s: truncated JPEG: scan %d runs to the end of the file "
@@ -411,7 +443,7 @@ static int jpeg_probe(const uint8_t *p, size_t n, const char *name, DsImageInfo 
     // Components: gray, YCbCr/RGB, or CMYK/YCCK (stb_image needs the Adobe
     // marker to read 4 components as CMYK; libjpeg assumes CMYK without it).
     int c = info->channels;
-    if (c == 4 && !JPEG_LIBJPEG &&
+    if (c == 4 && JPEG_STB &&
         !(js->adobe && (js->adobe_transform == 0 || js->adobe_transform == 2)))
         return mc_err(err, "%s: 4-component JPEG without an Adobe CMYK/YCCK marker is not "
                       "supported by the stb_image JPEG decoder (build with JPEG=libjpeg)", name);
@@ -901,10 +933,17 @@ static int decode_native(const uint8_t *p, size_t n, const DsImageInfo *info, co
         pix = decode_libjpeg(p, n, &w, &h, &c, why);
         if (!pix) return -1;
         mode = c == 1 ? DS_MODE_L : c == 3 ? DS_MODE_RGB : DS_MODE_CMYK;
-#else
+#elif JPEG_STB
         // stb_image gives CMYK JPEGs only as RGB (see image.h).
         if (mode == DS_MODE_CMYK) mode = DS_MODE_RGB;
         pix = stbi_load_from_memory(p, (int)n, &w, &h, &c, ds_mode_channels(mode));
+#else
+        // jpeg.c, held to the probed frame size (already within the limits).
+        int side = info->w > info->h ? info->w : info->h;
+        if (ds_jpeg_decode(p, n, (int64_t)info->w * info->h, side, &pix, &w, &h, &c, why,
+                           DECODE_WHY_LEN))
+            return -1;
+        mode = c == 1 ? DS_MODE_L : c == 3 ? DS_MODE_RGB : DS_MODE_CMYK;
 #endif
         break;
     }

@@ -101,6 +101,11 @@ void *mc_malloc(size_t bytes) {
     MC_CHECK(mc_add_ok(bytes, MC_ALIGN - 1, &rounded), "allocation size overflow");
     rounded &= ~(size_t)(MC_ALIGN - 1);
     if (rounded == 0) rounded = MC_ALIGN;
+#ifdef MC_EXACT_ALLOC
+    // Fuzzing builds: the exact size, so AddressSanitizer flags every byte
+    // read or written past the request (the rounding would hide up to 63).
+    rounded = bytes ? bytes : 1;
+#endif
     if (posix_memalign(&p, MC_ALIGN, rounded) != 0 || !p)
         mc_fail(__FILE__, __LINE__, "out of memory allocating %zu bytes", bytes);
     return p;
