@@ -465,6 +465,18 @@ static void check_cli(const char *model_path) {
     printf("coop eval (rc %d): %.300s\n", rc, res);
     CHECK(rc == 0 && strstr(res, "\"accuracy\"") && strstr(res, "\"macro_f1\""),
           "coop eval failed (rc %d): %s", rc, res);
+    // A model name resolves under weights/ and says how to fetch it.
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' coop eval --model S2 --prompt '%s' --features "
+             "'%s' 2>&1", tmpdir, bin[0] == '/' ? bin : "", out, fs);
+    if (bin[0] != '/') {
+        char cwd[1024];
+        if (getcwd(cwd, sizeof cwd))
+            snprintf(cmd, sizeof cmd, "cd '%s' && '%s/%s' coop eval --model S2 --prompt '%s' "
+                     "--features '%s' 2>&1", tmpdir, cwd, bin, out, fs);
+    }
+    rc = run(cmd, res, sizeof res);
+    CHECK(rc == 1 && strstr(res, "weights/MobileCLIP2-S2/open_clip_model.safetensors") &&
+          strstr(res, "download.sh S2"), "model name resolution: rc %d: %s", rc, res);
     // Usage errors exit 2.
     snprintf(cmd, sizeof cmd, "'%s' coop train --bogus 2>&1", bin);
     CHECK(run(cmd, res, sizeof res) == 2, "unknown option did not exit 2");
