@@ -13,7 +13,7 @@
 #   make info            what was detected
 #
 # Knobs: CC, CFLAGS, BLAS=0|1, OMP=0|1, SIMD=auto|scalar, NATIVE=0|1,
-#        SAN=0|1, JPEG=stb|libjpeg, BUILD=dir.  Objects go to build/<config>/ so that
+#        SAN=0|1, JPEG=own|stb|libjpeg, BUILD=dir.  Objects go to build/<config>/ so that
 #        configurations never mix.
 
 CC     ?= cc
@@ -22,7 +22,7 @@ OMP    ?= 1
 SIMD   ?= auto
 NATIVE ?= 0
 SAN    ?= 0
-JPEG   ?= stb
+JPEG   ?= own
 ARCH   ?= $(shell $(CC) -dumpmachine | cut -d- -f1)
 
 # ---- aarch64 cross build ----
@@ -52,7 +52,7 @@ ifneq ($(shell uname -m),aarch64)
 endif
 endif
 
-CONFIG := $(ARCH)-blas$(BLAS)-omp$(OMP)-$(SIMD)$(if $(filter 1,$(NATIVE)),-native)$(if $(filter 1,$(SAN)),-san)$(if $(filter libjpeg,$(JPEG)),-libjpeg)
+CONFIG := $(ARCH)-blas$(BLAS)-omp$(OMP)-$(SIMD)$(if $(filter 1,$(NATIVE)),-native)$(if $(filter 1,$(SAN)),-san)$(if $(filter libjpeg,$(JPEG)),-libjpeg)$(if $(filter stb,$(JPEG)),-stbjpeg)
 BUILD  ?= build/$(CONFIG)
 
 OPT      ?= -O2
@@ -65,11 +65,15 @@ ifeq ($(BLAS),1)
   CPPFLAGS += -DMCLIP_BLAS $(if $(CROSS),,$(shell pkg-config --cflags openblas 2>/dev/null))
   LDLIBS   += -lopenblas
 endif
-# JPEG=libjpeg decodes JPEG with libjpeg-turbo, as PIL does (identical
-# pixels); the default is stb_image (no library needed, within a few levels).
+# JPEG=own (default): datasets/jpeg.c, bit-exact with PIL's libjpeg-turbo;
+# JPEG=libjpeg links libjpeg-turbo itself (also reads arithmetic coding);
+# JPEG=stb decodes JPEG with stb_image (within a few levels of PIL).
 ifeq ($(JPEG),libjpeg)
   CPPFLAGS += -DMCLIP_LIBJPEG
   LDLIBS   += -ljpeg
+endif
+ifeq ($(JPEG),stb)
+  CPPFLAGS += -DMCLIP_JPEG_STB
 endif
 ifeq ($(OMP),1)
   CFLAGS += -fopenmp
@@ -261,7 +265,7 @@ VALGRIND           ?= valgrind --error-exitcode=1 --leak-check=full --track-orig
 
 fuzz-build:
 	@$(MAKE) --no-print-directory CC=$(FUZZ_CC) BUILD=$(FUZZ_BUILD) BLAS=0 OMP=0 SAN=1 \
-	  JPEG=stb OPT="-O1 -fsanitize=fuzzer-no-link -DMC_EXACT_ALLOC" $(FUZZ_BIN)
+	  JPEG=own OPT="-O1 -fsanitize=fuzzer-no-link -DMC_EXACT_ALLOC" $(FUZZ_BIN)
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_BUILD)/libmclip.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -fsanitize=fuzzer $< $(LIB) $(LDLIBS) -o $@

@@ -15,8 +15,10 @@
 // libjpeg and stb_image word this failure differently.
 #ifdef MCLIP_LIBJPEG
 #define DQT_REASON "Bogus DQT index 5"
-#else
+#elif defined(MCLIP_JPEG_STB)
 #define DQT_REASON "bad DQT type"
+#else
+#define DQT_REASON "bad DQT segment: precision 2, table 5 (expected precision 0 or 1, table 0..3)"
 #endif
 
 // File, then up to two phrases its message must contain.

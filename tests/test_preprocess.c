@@ -34,10 +34,15 @@
 
 #define FIX "tests/fixtures/images"
 
-#ifdef MCLIP_LIBJPEG
+#if defined(MCLIP_LIBJPEG)
 // JPEG decode with libjpeg-turbo, the library PIL uses: identical pixels
 // (observed 0 on every fixture, same library version).
 #define JPEG_DECODER "libjpeg-turbo"
+#define JPEG_MAX_LEVELS 0
+#elif !defined(MCLIP_JPEG_STB)
+// datasets/jpeg.c, written to libjpeg-turbo's arithmetic: identical pixels
+// required (observed 0 on every fixture).
+#define JPEG_DECODER "jpeg.c"
 #define JPEG_MAX_LEVELS 0
 #else
 // JPEG decode: stb_image vs libjpeg-turbo (PIL), in pixel levels.  Observed
