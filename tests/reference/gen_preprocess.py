@@ -384,6 +384,18 @@ def make_malformed(F):
     M["huffman_overflow.jpg"] = jpg[:j + 5] + b"\xff" * 16 + jpg[j + 21:]
     q = jpg.index(b"\xff\xdb")
     M["bad_quant_table.jpg"] = jpg[:q + 4] + b"\x25" + jpg[q + 5:]
+    # Damage only the decoder sees (the marker structure is intact): a
+    # Huffman table with 3 codes of length 1, sampling factors 2x2 against
+    # 3x1 (no integer ratio), a progressive DC scan with Al = 14 (above 13).
+    n = sum(jpg[j + 5:j + 21])
+    M["huffman_oversubscribed.jpg"] = (jpg[:j + 5] + bytes([3] + [0] * 14 + [n - 3]) +
+                                       jpg[j + 21:])
+    M["sampling_fraction.jpg"] = jpg[:i + 14] + b"\x31" + jpg[i + 15:]
+    M["sof_two_components.jpg"] = jpg[:i + 9] + b"\x02" + jpg[i + 10:]
+    prog = F["progressive.jpg"]
+    s = prog.index(b"\xff\xda")
+    ns = prog[s + 4]
+    M["bad_progression.jpg"] = prog[:s + 7 + 2 * ns] + b"\x0e" + prog[s + 8 + 2 * ns:]
     M["truncated_idat.png"] = png[: len(png) - 40]
     M["truncated_signature.png"] = png[:20]
     M["crlf_signature.png"] = png[:4] + b"\n" + png[6:]
