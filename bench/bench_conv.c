@@ -20,7 +20,8 @@
 // times and about 0.3 s); median and min are printed with GFLOP/s = 2 MACs
 // / median (the d x pass has the same MAC count as the forward).
 //
-// Usage: bench_conv [--threads T] [--batch N] [--pass fwd|bwdx|both] [--list]
+// Usage: bench_conv [--threads T] [--clock wall|cpu] [--batch N]
+//                   [--pass fwd|bwdx|both] [--list]
 //   --list   print the shape table (read by bench/torch_ops.py) and exit
 #include <math.h>
 #include <stdio.h>
@@ -148,16 +149,16 @@ static double validate_dx(const float *dx, const float *dy, const Tensor *w,
 // Warm-up, then at least 5 runs and about 0.3 s of fn(ctx); median, min.
 typedef void (*BenchFn)(void *ctx);
 static void bench_time(BenchFn fn, void *ctx, double *med, double *min) {
-    double t0 = mc_time();
+    double t0 = bench_now();
     fn(ctx);
-    double once = mc_time() - t0;
+    double once = bench_now() - t0;
     int reps = once > 0 ? (int)(0.3 / once) : 200;
     reps = reps < 5 ? 5 : reps > 200 ? 200 : reps;
     double *t = mc_malloc((size_t)reps * sizeof(double));
     for (int i = 0; i < reps; i++) {
-        t0 = mc_time();
+        t0 = bench_now();
         fn(ctx);
-        t[i] = mc_time() - t0;
+        t[i] = bench_now() - t0;
     }
     bench_stats(t, reps, med, min);
     mc_free(t);
@@ -248,6 +249,7 @@ int main(int argc, char **argv) {
     int batches[2] = {1, 32}, nb = 2, passes = 3;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) mc_set_threads(atoi(argv[++i]));
+        else if (bench_clock_arg(argc, argv, &i)) continue;
         else if (!strcmp(argv[i], "--pass") && i + 1 < argc) {
             i++;
             passes = !strcmp(argv[i], "fwd") ? 1 : !strcmp(argv[i], "bwdx") ? 2 : 3;
@@ -262,8 +264,8 @@ int main(int argc, char **argv) {
             }
             return 0;
         } else {
-            fprintf(stderr, "usage: %s [--threads T] [--batch N] [--pass fwd|bwdx|both] "
-                    "[--list]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads T] [--clock wall|cpu] [--batch N] "
+                    "[--pass fwd|bwdx|both] [--list]\n", argv[0]);
             return 2;
         }
     }

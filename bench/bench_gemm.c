@@ -9,11 +9,14 @@
 //   linear_bwdx  dx [R,K] += dy [R,N] W [N,K]      (the recorded backward of
 //                ag_linear with W and b frozen: exactly one GEMM)
 //   raw_bwdx     the same product by one sgemm call (beta 1)
-// "raw" is cblas_sgemm when built with BLAS, else mc_sgemm (plain C).
+// "raw" is one cblas_sgemm call with OpenBLAS's own pool at the same thread
+// count when built with BLAS (the library itself keeps OpenBLAS at one
+// thread and splits C over its OpenMP threads, tensor/gemm.c), else
+// mc_sgemm (plain C).
 // FLOPs = 2 R K N.  Each case is validated against the raw result first,
 // then run once to warm up and `reps` times; median and min are printed.
 //
-// Usage: bench_gemm [--threads T] [--reps N] [--rows R]
+// Usage: bench_gemm [--threads T] [--clock wall|cpu] [--reps N] [--rows R]
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,7 @@
 
 #ifdef MCLIP_BLAS
 #include <cblas.h>
+void openblas_set_num_threads(int num_threads);
 #endif
 
 #include "../autograd/autograd.h"
@@ -30,8 +34,10 @@
 static void raw_sgemm(int transB, int M, int N, int K, const float *A, const float *B,
                       int ldb, float beta, float *C) {
 #ifdef MCLIP_BLAS
+    openblas_set_num_threads(mc_threads());
     cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K,
                 1.0f, A, K, B, ldb, beta, C, N);
+    openblas_set_num_threads(1);   // back to the library's setting
 #else
     mc_sgemm(0, transB, M, N, K, 1.0f, A, K, B, ldb, beta, C, N);
 #endif
@@ -90,16 +96,22 @@ static int bench_shape(int R, int K, int N, int reps, double ratio[2]) {
     if (e > 1e-5) ok = 0, fprintf(stderr, "linear_fwd %dx%d differs from sgemm: %.2e\n", K, N, e);
 
     // linear_fwd (the op as the text tower calls it, fresh arena output)
-    // and raw_fwd (one sgemm) alternate, so a change in machine load hits
-    // both alike.
+    // and raw_fwd (one sgemm) alternate, first one then the other, so a
+    // change in machine load or cache state hits both alike.
     for (int i = -1; i < reps; i++) {
-        ag_graph_reset(g);
-        double t0 = mc_time();
-        ag_linear(g, x, w, b);
-        double t1 = mc_time();
-        raw_sgemm(1, R, N, K, x->data, w->data, K, 0.0f, ref);
-        double t2 = mc_time();
-        if (i >= 0) t[i] = t1 - t0, t2s[i] = t2 - t1;
+        double ta = 0, tb = 0;
+        for (int k = 0; k < 2; k++) {
+            double t0 = bench_now();
+            if ((i + k) % 2 == 0) {
+                ag_graph_reset(g);
+                ag_linear(g, x, w, b);
+                ta = bench_now() - t0;
+            } else {
+                raw_sgemm(1, R, N, K, x->data, w->data, K, 0.0f, ref);
+                tb = bench_now() - t0;
+            }
+        }
+        if (i >= 0) t[i] = ta, t2s[i] = tb;
     }
     med[0] = report("linear_fwd", K, N, t, reps, flops);
     med[1] = report("raw_fwd", K, N, t2s, reps, flops);
@@ -114,14 +126,20 @@ static int bench_shape(int R, int K, int N, int reps, double ratio[2]) {
     AgNode *node = g->tape;
     float *acc = mc_malloc((size_t)R * K * sizeof(float));
     memset(acc, 0, (size_t)R * K * sizeof(float));
-    // linear_bwdx and raw_bwdx (one accumulating sgemm) alternate.
+    // linear_bwdx and raw_bwdx (one accumulating sgemm) alternate likewise.
     for (int i = -1; i < reps; i++) {
-        double t0 = mc_time();
-        node->backward(node);
-        double t1 = mc_time();
-        raw_sgemm(0, R, K, N, dy, w->data, K, 1.0f, acc);
-        double t2 = mc_time();
-        if (i >= 0) t[i] = t1 - t0, t2s[i] = t2 - t1;
+        double ta = 0, tb = 0;
+        for (int k = 0; k < 2; k++) {
+            double t0 = bench_now();
+            if ((i + k) % 2 == 0) {
+                node->backward(node);
+                ta = bench_now() - t0;
+            } else {
+                raw_sgemm(0, R, K, N, dy, w->data, K, 1.0f, acc);
+                tb = bench_now() - t0;
+            }
+        }
+        if (i >= 0) t[i] = ta, t2s[i] = tb;
     }
     med[2] = report("linear_bwdx", K, N, t, reps, flops);
     med[3] = report("raw_bwdx", K, N, t2s, reps, flops);
@@ -141,20 +159,23 @@ static int bench_shape(int R, int K, int N, int reps, double ratio[2]) {
 }
 
 int main(int argc, char **argv) {
-    int reps = 5, R = 7854;
+    int reps = 9, R = 7854;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) mc_set_threads(atoi(argv[++i]));
+        else if (bench_clock_arg(argc, argv, &i)) continue;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rows") && i + 1 < argc) R = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--threads T] [--reps N] [--rows R]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads T] [--clock wall|cpu] [--reps N] [--rows R]\n",
+                    argv[0]);
             return 2;
         }
     }
     if (reps < 1) reps = 1;
     bench_banner("bench_gemm: ag_linear vs raw sgemm, text-tower shapes");
     printf("# rows R = %d, reps %d after 1 warm-up; raw = %s\n", R, reps,
-           mc_blas_enabled() ? "cblas_sgemm" : "mc_sgemm (plain C)");
+           mc_blas_enabled() ? "one cblas_sgemm, OpenBLAS threads = threads"
+                             : "mc_sgemm (plain C)");
     printf("# kind  name         KxN         median_ms    min_ms  GFLOP/s(median)\n");
 
     const int shapes[3][2] = {{512, 512}, {512, 2048}, {2048, 512}};

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../tensor/conv.h"
@@ -22,6 +23,26 @@
 #ifndef MC_CFLAGS
 #define MC_CFLAGS "(unknown: not built by the Makefile)"
 #endif
+
+// Clock of the measurements: wall time (default), or with --clock cpu the
+// CPU time of the calling thread, which a machine shared with other jobs
+// disturbs much less (meaningful with one thread only).
+static int bench_cpu_clock;
+
+static double bench_now(void) {
+    if (!bench_cpu_clock) return mc_time();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Parse "--clock wall|cpu" at argv[*i]; returns 1 when consumed.  The CPU
+// clock needs one thread (the other threads' time would be missing).
+static int bench_clock_arg(int argc, char **argv, int *i) {
+    if (strcmp(argv[*i], "--clock") || *i + 1 >= argc) return 0;
+    bench_cpu_clock = !strcmp(argv[++*i], "cpu");
+    return 1;
+}
 
 // First line of `cmd`'s output into buf (newline stripped), or "?".
 static void bench_cmd_line(const char *cmd, char *buf, size_t len) {
@@ -51,6 +72,10 @@ static void bench_banner(const char *program) {
     printf("# %s\n", program);
     printf("# cpu       %s (%ld online)\n", cpu, sysconf(_SC_NPROCESSORS_ONLN));
     printf("# threads   %d\n", mc_threads());
+    printf("# clock     %s\n", bench_cpu_clock ? "thread CPU time" : "wall (monotonic)");
+    if (bench_cpu_clock && mc_threads() != 1)
+        printf("# WARNING   the CPU clock with %d threads misses the other threads' time\n",
+               mc_threads());
     printf("# blas      %s\n", mc_blas_enabled() ? "OpenBLAS" : "off (plain-C GEMM)");
     printf("# isa       %s (depthwise conv kernels: %s)\n", mc_isa_name(), conv_dw_isa());
 #ifdef __VERSION__

@@ -2,10 +2,13 @@
 # compare.sh - run bench_gemm, bench_conv and bench/torch_ops.py with the
 # same thread count and print side-by-side tables with ratios.
 #
-# Usage: bench/compare.sh [threads]          (default 2)
+# Usage: bench/compare.sh [threads [clock]]  (default 2 wall)
+#   clock "cpu" times each case by the CPU time of the calling thread
+#   instead of the wall clock: far less disturbed when other jobs share the
+#   machine, and only meaningful with threads = 1.
 # Environment: BUILD (default build/bench), PYTHON (default /usr/bin/python3),
 #              MAKEFLAGS_EXTRA (extra make arguments, e.g. "BLAS=0").
-# Raw outputs are kept in $BUILD/compare-<threads>t/ (c_gemm.txt,
+# Raw outputs are kept in $BUILD/compare-<threads>t-<clock>/ (c_gemm.txt,
 # c_conv.txt, torch.txt) for bench/RESULTS.md.
 #
 # Ratios: "op/raw" = raw sgemm median / ag_linear median (target >= 0.90);
@@ -13,9 +16,10 @@
 set -eu
 
 T=${1:-2}
+CLOCK=${2:-wall}
 BUILD=${BUILD:-build/bench}
 PYTHON=${PYTHON:-/usr/bin/python3}
-OUT=$BUILD/compare-${T}t
+OUT=$BUILD/compare-${T}t-$CLOCK
 cd "$(dirname "$0")/.."
 
 # Build the two programs in their own configuration directory.
@@ -26,15 +30,16 @@ mkdir -p "$OUT"
 # Same thread count everywhere: our OpenMP + OpenBLAS, torch's intra-op pool.
 export MCLIP_THREADS="$T" OMP_NUM_THREADS="$T" OPENBLAS_NUM_THREADS="$T"
 
-echo "== running (threads $T); raw outputs in $OUT" >&2
+echo "== running (threads $T, clock $CLOCK); raw outputs in $OUT" >&2
 "$BUILD/bench/bench_conv" --list > "$OUT/shapes.txt"
-"$BUILD/bench/bench_gemm" --threads "$T" > "$OUT/c_gemm.txt"
-"$BUILD/bench/bench_conv" --threads "$T" > "$OUT/c_conv.txt"
-"$PYTHON" bench/torch_ops.py --threads "$T" --shapes "$OUT/shapes.txt" > "$OUT/torch.txt"
+"$BUILD/bench/bench_gemm" --threads "$T" --clock "$CLOCK" > "$OUT/c_gemm.txt"
+"$BUILD/bench/bench_conv" --threads "$T" --clock "$CLOCK" > "$OUT/c_conv.txt"
+"$PYTHON" bench/torch_ops.py --threads "$T" --clock "$CLOCK" --shapes "$OUT/shapes.txt" \
+    > "$OUT/torch.txt"
 
 # Banners of both sides.
-grep '^#' "$OUT/c_conv.txt" | grep -E 'cpu|threads|blas|isa|compiler|cflags|commit'
-grep '^#' "$OUT/torch.txt" | grep -E 'torch |threads'
+grep '^#' "$OUT/c_conv.txt" | grep -E 'cpu|threads|clock|blas|isa|compiler|cflags|commit'
+grep '^#' "$OUT/torch.txt" | grep -E 'torch |threads|clock'
 echo
 
 # GEMM table: ag_linear vs raw sgemm vs torch, medians in ms.

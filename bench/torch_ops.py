@@ -16,7 +16,7 @@ Output lines have the same columns as the C programs, so bench/compare.sh can
 join them.
 
 Usage: /usr/bin/python3 bench/torch_ops.py --threads 2 --shapes shapes.txt [--rows 7854]
-       [--only gemm|conv] [--batch N] [--pass fwd|bwdx|both]
+       [--only gemm|conv] [--batch N] [--pass fwd|bwdx|both] [--clock wall|cpu]
 """
 import argparse
 import platform
@@ -51,20 +51,25 @@ def banner(threads):
     sys.stdout.flush()
 
 
+# Wall clock, or with --clock cpu the calling thread's CPU time (robust on a
+# shared machine; meaningful with one thread, as in bench_util.h).
+CLOCK = time.perf_counter
+
+
 def run_timed(fn, min_reps=5, max_reps=200, budget=0.3, warm=2):
     """Warm up, then repeat fn at least min_reps times and about budget seconds."""
     for _ in range(warm):
         fn()
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     fn()
-    once = time.perf_counter() - t0
+    once = CLOCK() - t0
     reps = int(budget / once) if once > 0 else max_reps
     reps = max(min_reps, min(max_reps, reps))
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return statistics.median(times), min(times)
 
 
@@ -135,6 +140,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shapes", help="output of bench_conv --list (conv cases)")
     ap.add_argument("--rows", type=int, default=7854)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time, or the thread's CPU time (use with --threads 1)")
     ap.add_argument("--reps", type=int, default=5, help="gemm repetitions after warm-up")
     ap.add_argument("--only", choices=("gemm", "conv"), help="run one part")
     ap.add_argument("--batch", type=int, action="append", help="conv batch (default 1 and 32)")
@@ -142,8 +149,12 @@ def main():
                     help="conv passes: forward, d input, or both")
     args = ap.parse_args()
 
+    global CLOCK
+    if args.clock == "cpu":
+        CLOCK = time.thread_time
     torch.set_num_threads(args.threads)
     banner(args.threads)
+    print(f"# clock     {'thread CPU time' if args.clock == 'cpu' else 'wall (perf_counter)'}")
     with torch.no_grad():
         if args.only != "conv":
             print(f"# rows R = {args.rows}, reps {args.reps} after 1 warm-up")

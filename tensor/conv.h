@@ -33,7 +33,7 @@
 // Threads and determinism: OpenMP loops run over independent outputs only
 // (images x channels, or im2col rows); every weight gradient is summed by
 // one thread over images in a fixed order, so results are bit-identical
-// for any thread count (GEMMs: OpenBLAS splits M and N, never K).
+// for any thread count (mc_sgemm cuts C by shape only, tensor/gemm.c).
 //
 // Usage sketch (compiled by tests/test_conv.c):
 //
