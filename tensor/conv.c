@@ -243,15 +243,14 @@ __attribute__((noinline)) static void deinterleave2(float *restrict d0, float *r
     for (; v < n; v++) d0[v] = src[2 * (size_t)v], d1[v] = src[2 * (size_t)v + 1];
 }
 
-// One phase row: row[v] = x_row[v*st + q - pad] where that lies in [0, W),
-// else 0, for v < Wq; [skip_lo, skip_hi) is left alone (already filled).
+// One phase row: row[v] = x_row[v*st + q - pad] for the v where that lies
+// in [0, W); [skip_lo, skip_hi) is left alone (already filled).
 static void dw_split_row(float *row, const float *x_row, int q, const DwPlan *d,
                          const ConvShape *s, int skip_lo, int skip_hi) {
     int st = d->s, lo, hi;
     if (q < DW_MAX_PHASES) lo = d->lo[q], hi = d->hi[q];
     else valid_range(d->Wq, st, q - s->pad, s->W, &lo, &hi);
     const float *src = x_row + (q - s->pad);
-    memset(row, 0, (size_t)lo * sizeof(float));
     if (st == 1) {
         memcpy(row + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
     } else {
@@ -260,23 +259,19 @@ static void dw_split_row(float *row, const float *x_row, int q, const DwPlan *d,
         for (int v = lo; v < a; v++) row[v] = src[(size_t)v * st];
         for (int v = b; v < hi; v++) row[v] = src[(size_t)v * st];
     }
-    memset(row + hi, 0, (size_t)(d->Wq - hi) * sizeof(float));
 }
 
-// xs = the split planes of one input plane x_c [H, W] (see conv.h).
+// xs = the split planes of one input plane x_c [H, W] (see conv.h).  Only
+// the cells that hold image pixels are written: they are the same for
+// every plane of one shape, so a buffer zeroed once (dw_split_zero) keeps
+// its zero padding and slack across planes.
 static void dw_split(float *xs, const float *x_c, const DwPlan *d, const ConvShape *s) {
     int st = d->s;
-    size_t used = (size_t)d->Hq * d->Wq;
     for (int r = 0; r < st; r++) {
         for (int u = 0; u < d->Hq; u++) {
             int ih = u * st + r - s->pad;
+            if (ih < 0 || ih >= s->H) continue;   // a padding row
             float *row_r = xs + (size_t)r * st * d->plane + (size_t)u * d->Wq;
-            // Rows above or below the image are zero in every column phase.
-            if (ih < 0 || ih >= s->H) {
-                for (int q = 0; q < st; q++)
-                    memset(row_r + (size_t)q * d->plane, 0, (size_t)d->Wq * sizeof(float));
-                continue;
-            }
             const float *x_row = x_c + (size_t)ih * s->W;
             int vl = 0, vh = 0;
             if (st == 2) {
@@ -292,11 +287,12 @@ static void dw_split(float *xs, const float *x_c, const DwPlan *d, const ConvSha
             for (int q = 0; q < st; q++)
                 dw_split_row(row_r + (size_t)q * d->plane, x_row, q, d, s, vl, vh);
         }
-        // Slack after each plane, read only by junk outputs.
-        for (int q = 0; q < st; q++)
-            memset(xs + (size_t)(r * st + q) * d->plane + used, 0,
-                   (d->plane - used) * sizeof(float));
     }
+}
+
+// Zero a split buffer before its first dw_split.
+static void dw_split_zero(float *xs, const DwPlan *d) {
+    memset(xs, 0, d->split * sizeof(float));
 }
 
 // dyf [L] = dy_o [Ho, Wo] laid out with row length Wq, zeros elsewhere.
@@ -323,15 +319,19 @@ static void dw_forward(float *y, const float *x, const float *w, const float *bi
 
     // One (image, input channel) per iteration: split it once, then run
     // its m output channels o = c*m + k.
-    #pragma omp parallel for schedule(static) num_threads(mc_threads())
-    for (int64_t nc = 0; nc < NC; nc++) {
+    #pragma omp parallel num_threads(mc_threads())
+    {
         float *xs = work + d.head + (size_t)CONV_THREAD_ID() * d.per_thread;
-        int64_t n = nc / s->Cin, c = nc % s->Cin;
-        dw_split(xs, x + (size_t)nc * HW, &d, s);
-        for (int mi = 0; mi < d.m; mi++) {
-            int64_t o = c * d.m + mi;
-            float *y_no = y + ((size_t)n * s->Cout + (size_t)o) * P;
-            k->fwd(y_no, xs, w + o * d.ntap, bias ? bias[o] : 0.0f, &g);
+        dw_split_zero(xs, &d);
+        #pragma omp for schedule(static)
+        for (int64_t nc = 0; nc < NC; nc++) {
+            int64_t n = nc / s->Cin, c = nc % s->Cin;
+            dw_split(xs, x + (size_t)nc * HW, &d, s);
+            for (int mi = 0; mi < d.m; mi++) {
+                int64_t o = c * d.m + mi;
+                float *y_no = y + ((size_t)n * s->Cout + (size_t)o) * P;
+                k->fwd(y_no, xs, w + o * d.ntap, bias ? bias[o] : 0.0f, &g);
+            }
         }
     }
 }
@@ -374,20 +374,24 @@ static void dw_backward_x_transposed(float *dx, const float *dy, const float *w,
     int kk = d.ntap;
 
     // Each (image, input channel) adds its m output channels in order.
-    #pragma omp parallel for schedule(static) num_threads(mc_threads())
-    for (int64_t nc = 0; nc < NC; nc++) {
+    #pragma omp parallel num_threads(mc_threads())
+    {
         float *dys = work + d.head + (size_t)CONV_THREAD_ID() * d.per_thread;
         float *dx_t = dys + round16(dt.split);
         float *wf = dx_t + round16(HW);
-        int64_t n = nc / s->Cin, c = nc % s->Cin;
-        float *dx_c = dx + (size_t)nc * HW;
-        for (int mi = 0; mi < d.m; mi++) {
-            int64_t o = c * d.m + mi;
-            // wf = w_o rotated by 180 degrees; dx_t = conv(dy_o, wf).
-            for (int i = 0; i < kk; i++) wf[i] = w[o * kk + (kk - 1 - i)];
-            dw_split(dys, dy + ((size_t)n * s->Cout + (size_t)o) * P, &dt, &t);
-            k->fwd(dx_t, dys, wf, 0.0f, &g);
-            for (size_t i = 0; i < HW; i++) dx_c[i] += dx_t[i];
+        dw_split_zero(dys, &dt);
+        #pragma omp for schedule(static)
+        for (int64_t nc = 0; nc < NC; nc++) {
+            int64_t n = nc / s->Cin, c = nc % s->Cin;
+            float *dx_c = dx + (size_t)nc * HW;
+            for (int mi = 0; mi < d.m; mi++) {
+                int64_t o = c * d.m + mi;
+                // wf = w_o rotated by 180 degrees; dx_t = conv(dy_o, wf).
+                for (int i = 0; i < kk; i++) wf[i] = w[o * kk + (kk - 1 - i)];
+                dw_split(dys, dy + ((size_t)n * s->Cout + (size_t)o) * P, &dt, &t);
+                k->fwd(dx_t, dys, wf, 0.0f, &g);
+                for (size_t i = 0; i < HW; i++) dx_c[i] += dx_t[i];
+            }
         }
     }
 }
@@ -438,28 +442,32 @@ static void dw_backward_w(float *dw, const float *dy, const float *x, const Conv
 
     // One input channel per iteration, images in order, so every weight
     // gradient is summed in the same order for any thread count.
-    #pragma omp parallel for schedule(static) num_threads(mc_threads())
-    for (int c = 0; c < s->Cin; c++) {
+    #pragma omp parallel num_threads(mc_threads())
+    {
         float *xs = work + d.head + (size_t)CONV_THREAD_ID() * d.per_thread;
         float *dyf = xs + d.split;
         float *acc = dyf + d.L;
-        memset(acc, 0, (size_t)d.m * lanes * sizeof(float));
-        for (int n = 0; n < s->N; n++) {
-            dw_split(xs, x + ((size_t)n * s->Cin + (size_t)c) * HW, &d, s);
-            for (int mi = 0; mi < d.m; mi++) {
-                size_t o = (size_t)c * d.m + (size_t)mi;
-                dw_flatten(dyf, dy + ((size_t)n * s->Cout + o) * P, &d, s);
-                k->bwd_w(acc + (size_t)mi * lanes, dyf, xs, &g);
+        dw_split_zero(xs, &d);
+        #pragma omp for schedule(static)
+        for (int c = 0; c < s->Cin; c++) {
+            memset(acc, 0, (size_t)d.m * lanes * sizeof(float));
+            for (int n = 0; n < s->N; n++) {
+                dw_split(xs, x + ((size_t)n * s->Cin + (size_t)c) * HW, &d, s);
+                for (int mi = 0; mi < d.m; mi++) {
+                    size_t o = (size_t)c * d.m + (size_t)mi;
+                    dw_flatten(dyf, dy + ((size_t)n * s->Cout + o) * P, &d, s);
+                    k->bwd_w(acc + (size_t)mi * lanes, dyf, xs, &g);
+                }
             }
+            // Reduce the lanes of each tap, in lane order.
+            for (int mi = 0; mi < d.m; mi++)
+                for (int t = 0; t < d.ntap; t++) {
+                    const float *a = acc + (size_t)mi * lanes + (size_t)t * CONV_DW_BLOCK;
+                    float sum = 0.0f;
+                    for (int j = 0; j < CONV_DW_BLOCK; j++) sum += a[j];
+                    dw[((size_t)c * d.m + (size_t)mi) * d.ntap + (size_t)t] += sum;
+                }
         }
-        // Reduce the lanes of each tap, in lane order.
-        for (int mi = 0; mi < d.m; mi++)
-            for (int t = 0; t < d.ntap; t++) {
-                const float *a = acc + (size_t)mi * lanes + (size_t)t * CONV_DW_BLOCK;
-                float sum = 0.0f;
-                for (int j = 0; j < CONV_DW_BLOCK; j++) sum += a[j];
-                dw[((size_t)c * d.m + (size_t)mi) * d.ntap + (size_t)t] += sum;
-            }
     }
 }
 
