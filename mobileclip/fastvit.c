@@ -12,6 +12,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../tensor/gemm.h"
+#include "../tensor/simd.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#else
+#define THREAD_ID() 0
+#endif
+
 #define BN_EPS        1e-5f   // every BatchNorm2d in the trunk
 #define LN2D_EPS      1e-5f   // S3/S4 attention LayerNorm2d
 #define ATTN_HEAD_DIM 32      // timm fastvit Attention: head_dim fixed at 32
@@ -627,6 +637,138 @@ static Tensor *convmlp_fwd(Graph *g, Tensor *x, const ConvMlp *m) {
     return ag_conv2d(g, h, m->w2, m->b2, 1, 0, 1);
 }
 
+// ---- the ConvMlp tail as one tape op (fused form) ----
+//
+//   out = x + W2 GELU(W1 h + b1) + b2     x, h [N, C, HW]; W1 [Hd, C], W2 [C, Hd]
+//
+// (the 1x1 convs fc1, fc2 as matrices; h = the ConvMlp's depthwise conv
+// output).  Work is cut into tasks of one image and one block of PB
+// pixels: hid [Hd, PB] = b1 + W1 h_blk, GELU in place, then out_blk =
+// (x_blk + b2) + W2 hid.  The hidden block stays in cache and no
+// [N, Hd, HW] tensor is made when nothing is recorded; the bias and
+// residual adds are the GEMMs' starting values.  Recording keeps the
+// pre-activations for the backward (weights frozen):
+//   dx += dout;  dhid = W2^T dout_blk;  dpre = dhid GELU'(pre);  dh += W1^T dpre.
+// The recorded and the plain pass run the same arithmetic per element, and
+// tasks and GEMM shapes depend only on the tensor shapes, so outputs are
+// identical between them and for any thread count.  Tasks run in parallel
+// when there are at least as many as threads, else one after another with
+// each GEMM split over the threads (mc_sgemm).
+
+#define MLP_BLOCK_FLOATS (1 << 17)   // hidden block: 512 KiB, fits in L2
+
+typedef struct {
+    const ConvMlp *m;   // weights (frozen, owned by the trunk)
+    int N, C, Hd, HW, pb, nblk, nthreads;
+    float *pre;         // [N, Hd, HW] pre-activations (recording), else NULL
+    float *work;        // per thread: Hd * pb (forward), 2 Hd pb (backward)
+} MlpTail;
+
+// Pixels per task: a multiple of 16 with Hd * pb <= MLP_BLOCK_FLOATS, at most HW.
+static void mlp_tail_plan(MlpTail *t, int N, int C, int Hd, int HW) {
+    t->N = N, t->C = C, t->Hd = Hd, t->HW = HW;
+    int pb = MLP_BLOCK_FLOATS / Hd / 16 * 16;
+    if (pb < 16) pb = 16;
+    t->pb = pb < HW ? pb : HW;
+    t->nblk = (HW + t->pb - 1) / t->pb;
+    t->nthreads = mc_threads();
+}
+
+// One task of the forward: image n, pixels p0 .. p0 + len - 1.
+static void mlp_tail_task(const MlpTail *t, float *out, const float *x, const float *h, int n,
+                          int p0, int len, float *hid) {
+    const McIsa *k = mc_isa();
+    const ConvMlp *m = t->m;
+    int C = t->C, Hd = t->Hd, HW = t->HW;
+    size_t xo = (size_t)n * C * HW + (size_t)p0;
+    // Pre-activations: into the saved tensor (recording) or the hidden block.
+    float *pre = t->pre ? t->pre + (size_t)n * Hd * HW + (size_t)p0 : hid;
+    int ldp = t->pre ? HW : len;
+    for (int o = 0; o < Hd; o++)
+        for (int j = 0; j < len; j++) pre[(size_t)o * ldp + j] = m->b1->data[o];
+    mc_sgemm(0, 0, Hd, len, C, 1.0f, m->w1->data, C, h + xo, HW, 1.0f, pre, ldp);
+    // GELU row by row (the same calls in both passes).
+    for (int o = 0; o < Hd; o++)
+        k->gelu_forward(hid + (size_t)o * len, pre + (size_t)o * ldp, len);
+    // out = (x + b2) + W2 hid
+    for (int c = 0; c < C; c++) {
+        float b = m->b2->data[c];
+        const float *xr = x + xo + (size_t)c * HW;
+        float *orow = out + xo + (size_t)c * HW;
+        for (int j = 0; j < len; j++) orow[j] = xr[j] + b;
+    }
+    mc_sgemm(0, 0, C, len, Hd, 1.0f, m->w2->data, Hd, hid, len, 1.0f, out + xo, HW);
+}
+
+// One task of the backward (see above); dhid, dpre [Hd, len] scratch.
+static void mlp_tail_task_bwd(const MlpTail *t, float *dx, float *dh, const float *dout, int n,
+                              int p0, int len, float *dhid, float *dpre) {
+    const McIsa *k = mc_isa();
+    int C = t->C, Hd = t->Hd, HW = t->HW;
+    size_t xo = (size_t)n * C * HW + (size_t)p0;
+    if (dx)
+        for (int c = 0; c < C; c++) {
+            float *d = dx + xo + (size_t)c * HW;
+            const float *g = dout + xo + (size_t)c * HW;
+            for (int j = 0; j < len; j++) d[j] += g[j];
+        }
+    if (!dh) return;
+    // dhid [Hd, len] = W2^T dout_blk
+    mc_sgemm(1, 0, Hd, len, C, 1.0f, t->m->w2->data, Hd, dout + xo, HW, 0.0f, dhid, len);
+    // dpre = dhid GELU'(pre)
+    const float *pre = t->pre + (size_t)n * Hd * HW + (size_t)p0;
+    memset(dpre, 0, (size_t)Hd * len * sizeof(float));
+    for (int o = 0; o < Hd; o++)
+        k->gelu_backward(dpre + (size_t)o * len, dhid + (size_t)o * len, pre + (size_t)o * HW,
+                         len);
+    // dh_blk += W1^T dpre
+    mc_sgemm(1, 0, C, len, Hd, 1.0f, t->m->w1->data, C, dpre, len, 1.0f, dh + xo, HW);
+}
+
+static void mlp_tail_backward(AgNode *node) {
+    Tensor *x = node->in[0], *h = node->in[1], *out = node->out;
+    const MlpTail *t = node->saved;
+    float *dx = ag_wants(x) ? x->grad : NULL, *dh = ag_wants(h) ? h->grad : NULL;
+    if (!dx && !dh) return;
+    int tasks = t->N * t->nblk, per = 2 * t->Hd * t->pb;
+    #pragma omp parallel for schedule(static) num_threads(t->nthreads) \
+        if (tasks >= t->nthreads && t->nthreads > 1)
+    for (int i = 0; i < tasks; i++) {
+        int n = i / t->nblk, p0 = i % t->nblk * t->pb;
+        int len = t->HW - p0 < t->pb ? t->HW - p0 : t->pb;
+        float *w = t->work + (size_t)THREAD_ID() * per;
+        mlp_tail_task_bwd(t, dx, dh, out->grad, n, p0, len, w, w + (size_t)t->Hd * t->pb);
+    }
+}
+
+static Tensor *mlp_tail(Graph *g, Tensor *x, Tensor *h, const ConvMlp *m) {
+    int N = (int)x->shape[0], C = (int)x->shape[1], HW = (int)(x->shape[2] * x->shape[3]);
+    int Hd = (int)m->w1->shape[0];
+    MC_CHECK(!m->w1->requires_grad && !m->w2->requires_grad && !m->b1->requires_grad &&
+             !m->b2->requires_grad, "fastvit mlp_tail: weights must be frozen");
+    MlpTail *t = arena_alloc(&g->arena, sizeof *t);
+    t->m = m;
+    mlp_tail_plan(t, N, C, Hd, HW);
+    Tensor *ins[2] = {x, h};
+    int rec = ag_needs_grad(g, ins, 2);
+    size_t per = (size_t)Hd * t->pb * (rec ? 2 : 1);
+    t->work = arena_alloc(&g->arena, per * (size_t)t->nthreads * sizeof(float));
+    t->pre = rec ? arena_alloc(&g->arena, (size_t)N * Hd * HW * sizeof(float)) : NULL;
+    Tensor *out = ag_tensor(g, 4, x->shape);
+
+    int tasks = N * t->nblk;
+    #pragma omp parallel for schedule(static) num_threads(t->nthreads) \
+        if (tasks >= t->nthreads && t->nthreads > 1)
+    for (int i = 0; i < tasks; i++) {
+        int n = i / t->nblk, p0 = i % t->nblk * t->pb;
+        int len = HW - p0 < t->pb ? HW - p0 : t->pb;
+        mlp_tail_task(t, out->data, x->data, h->data, n, p0, len,
+                      t->work + (size_t)THREAD_ID() * per);
+    }
+    if (rec) ag_record(g, "fastvit_mlp_tail", mlp_tail_backward, out, ins, 2)->saved = t;
+    return out;
+}
+
 // x + gamma1 * proj(attention(norm(x))) with tokens = pixels in row-major order.
 // probe_g: where to put the attention probabilities of this block, or NULL.
 static Tensor *attention_fwd(Graph *g, Tensor *x, const Block *b, int heads, Graph *probe_g,
@@ -667,6 +809,11 @@ static Tensor *block_fwd(Graph *g, Tensor *x, const Block *b, int heads, Graph *
         x = repmixer_fwd(g, x, &b->mixer);
 
     // ConvMlp branch with layer scale (folded into fc2 in the fused form).
+    const ConvMlp *m = &b->mlp;
+    if (m->cw && !b->gamma2) {
+        Tensor *h0 = ag_conv2d(g, x, m->cw, m->cb, 1, MLP_DW_SIZE / 2, (int)x->shape[1]);
+        return mlp_tail(g, x, h0, m);
+    }
     Tensor *h = convmlp_fwd(g, x, &b->mlp);
     if (b->gamma2) h = ag_mul(g, h, b->gamma2);
     return ag_add(g, x, h);

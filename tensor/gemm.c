@@ -1,13 +1,19 @@
 // gemm.c - C = alpha op(A) op(B) + beta C, row-major (see gemm.h).
 //
 // With OpenBLAS, one thread pool: OpenBLAS runs single-threaded
-// (mc_set_threads sets it to 1 thread) and mc_sgemm cuts C into blocks
-// of rows or columns, one single-threaded cblas_sgemm per block, spread
-// over the OpenMP threads.  Two pools (OpenMP for our kernels, OpenBLAS's
-// pthreads for GEMMs) oversubscribe the cores: after each call the idle
-// pool spins (sched_yield or a busy barrier) while the other works, which
-// on a loaded machine cost up to 10x (bench/RESULTS.md).  The cut depends
-// only on the shape, so results do not depend on the thread count.
+// (mc_set_threads sets it to 1 thread) and mc_sgemm cuts C into one block
+// of rows or columns per OpenMP thread, one cblas_sgemm each.  Two pools
+// (OpenMP for our kernels, OpenBLAS's pthreads for GEMMs) oversubscribe the
+// cores: after each call the idle pool spins (sched_yield or a busy
+// barrier) while the other works, which on a loaded machine cost up to 10x
+// (bench/RESULTS.md).  One block per thread keeps OpenBLAS's packing of the
+// shared operand to one copy per thread.
+//
+// Same results for any thread count: OpenBLAS's large-matrix path gives
+// every element of C the same value whatever block of C it is computed in
+// (its own threading relies on that; checked for the tower shapes), but
+// its small-matrix kernels (M N K <= 1e6) sum in another order, so a
+// product is cut only when every block stays above GEMM_CUT_MNK.
 //
 // The plain-C kernel packs a KC x NC panel of op(B) and an MC x KC block of
 // op(A) into contiguous buffers, then runs a register-blocked micro-kernel
@@ -21,6 +27,9 @@
 
 #ifdef MCLIP_BLAS
 #include <cblas.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 #define GEMM_MC 64
@@ -122,13 +131,10 @@ void mc_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha,
 }
 
 #ifdef MCLIP_BLAS
-// Blocks of the cut: the larger of M and N in pieces of at least
-// GEMM_CUT_MIN rows or columns (a multiple of 16) and about GEMM_CUT_FLOPS
-// each, at most GEMM_CUT_MAX pieces.  Products below GEMM_CUT_FLOPS run as
-// one call.
-#define GEMM_CUT_FLOPS 4e6
-#define GEMM_CUT_MIN   32
-#define GEMM_CUT_MAX   64
+// Smallest block of a cut, in M N K (4x OpenBLAS's small-matrix bound), and
+// smallest block length along the cut dimension.
+#define GEMM_CUT_MNK 4e6
+#define GEMM_CUT_MIN 16
 
 static void blas_call(int transA, int transB, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta,
@@ -149,24 +155,27 @@ void mc_sgemm(int transA, int transB, int M, int N, int K, float alpha,
         return;
     }
     int nt = mc_threads();   // first use also makes OpenBLAS single-threaded
+    int par = nt > 1;
+#ifdef _OPENMP
+    par = par && !omp_in_parallel();   // callers that split their own work
+#endif
 
-    // The cut: dimension, block length, number of blocks (shape only).
-    double flops = 2.0 * M * N * (double)K;
+    // The cut: the longer of M and N in nb near-equal blocks, nb <= threads.
+    double mnk = (double)M * N * K;
     int by_rows = M >= N, len = by_rows ? M : N;
-    int nb = (int)(flops / GEMM_CUT_FLOPS);
-    if (nb > GEMM_CUT_MAX) nb = GEMM_CUT_MAX;
+    int nb = par ? nt : 1;
     if (nb > len / GEMM_CUT_MIN) nb = len / GEMM_CUT_MIN;
-    int blk = nb > 1 ? ((len + nb - 1) / nb + 15) / 16 * 16 : len;
-    nb = (len + blk - 1) / blk;
+    if (nb > (int)(mnk / GEMM_CUT_MNK)) nb = (int)(mnk / GEMM_CUT_MNK);
     if (nb <= 1) {
         blas_call(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 
-    // Rows i0.. of C use rows i0.. of op(A); columns j0.. use columns of op(B).
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    // Block b: rows (or columns) [b len / nb, (b + 1) len / nb) of C, the
+    // same rows of op(A) (or columns of op(B)).
+    #pragma omp parallel for schedule(static) num_threads(nb)
     for (int b = 0; b < nb; b++) {
-        int i0 = b * blk, n = len - i0 < blk ? len - i0 : blk;
+        int i0 = (int)((int64_t)b * len / nb), n = (int)((int64_t)(b + 1) * len / nb) - i0;
         if (by_rows)
             blas_call(transA, transB, n, N, K, alpha,
                       transA ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, beta,
