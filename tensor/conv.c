@@ -243,6 +243,17 @@ __attribute__((noinline)) static void deinterleave2(float *restrict d0, float *r
     for (; v < n; v++) d0[v] = src[2 * (size_t)v], d1[v] = src[2 * (size_t)v + 1];
 }
 
+// dst[0..n) = src[0..n); short rows of the common widths become single
+// vector moves instead of a library call (small planes copy many rows).
+static inline void copy_row(float *dst, const float *src, int n) {
+    switch (n) {
+    case 4: memcpy(dst, src, 4 * sizeof(float)); break;
+    case 8: memcpy(dst, src, 8 * sizeof(float)); break;
+    case 16: memcpy(dst, src, 16 * sizeof(float)); break;
+    default: memcpy(dst, src, (size_t)n * sizeof(float)); break;
+    }
+}
+
 // One phase row: row[v] = x_row[v*st + q - pad] for the v where that lies
 // in [0, W); [skip_lo, skip_hi) is left alone (already filled).
 static void dw_split_row(float *row, const float *x_row, int q, const DwPlan *d,
@@ -252,7 +263,7 @@ static void dw_split_row(float *row, const float *x_row, int q, const DwPlan *d,
     else valid_range(d->Wq, st, q - s->pad, s->W, &lo, &hi);
     const float *src = x_row + (q - s->pad);
     if (st == 1) {
-        memcpy(row + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+        copy_row(row + lo, src + lo, hi - lo);
     } else {
         // Left of the skipped range, then right of it.
         int a = hi < skip_lo ? hi : skip_lo, b = lo > skip_hi ? lo : skip_hi;
