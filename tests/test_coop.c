@@ -481,7 +481,7 @@ static void check_textfast(int causal) {
     }
     char nm[64];
     // Same formulas in another order (a [B, W] GEMM instead of [B*T, W]):
-    // observed <= 3e-7 of the absmax.
+    // observed <= 4e-7 of the absmax (also with the fused block kernels).
     snprintf(nm, sizeof nm, "pooled last block %s features", causal ? "causal" : "bidir");
     test_close_absmax(nm, f[1], f[0], B * TE, 1e-5);
     snprintf(nm, sizeof nm, "pooled last block %s d tok", causal ? "causal" : "bidir");
