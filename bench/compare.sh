@@ -79,13 +79,14 @@ conv_table() {
             printf "|---|---|---|---|---|---|---|---|---|---|\n"
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, p, " ")
-                printf "| %s | %s | %s | %s | %s | %.3f (%.3f) | %.1f | %.3f (%.3f) | %.1f | %.2f |\n",
-                       p[1], p[2], form[k], uses[k], path[k], c[k], cmin[k], cg[k], t[k], tmin[k],
-                       tg[k], t[k] / c[k]
+                printf "| %s | %s | %s | %s | %s ", p[1], p[2], form[k], uses[k], path[k]
+                printf "| %.3f (%.3f) | %.1f | %.3f (%.3f) | %.1f | %.2f |\n",
+                       c[k], cmin[k], cg[k], t[k], tmin[k], tg[k], t[k] / c[k]
             }
+            total = "| **fused S0 convs: sum of uses x median** | %s | | | | %.2f | | %.2f |"
+            total = total " | %.2f |\n"
             for (nb in bs)
-                printf "| **fused S0 convs: sum of uses x median** | %s | | | | %.2f | | %.2f | | %.2f |\n",
-                       nb, tot[1, nb], tot[2, nb], tot[2, nb] / tot[1, nb]
+                printf total, nb, tot[1, nb], tot[2, nb], tot[2, nb] / tot[1, nb]
         }' "$OUT/c_conv.txt" "$OUT/torch.txt"
 }
 
