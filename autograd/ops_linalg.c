@@ -5,6 +5,8 @@
 #include "autograd.h"
 #include "../tensor/gemm.h"
 
+#include <string.h>
+
 static int64_t leading_rows(const Tensor *x) { return x->n / x->shape[x->ndim - 1]; }
 
 // ---- matmul: out [R, N] = a [R, K] @ b [K, N] ----
@@ -67,13 +69,15 @@ Tensor *ag_linear(Graph *g, Tensor *x, Tensor *w, Tensor *bias) {
     shape[x->ndim - 1] = N;
     Tensor *out = ag_tensor(g, x->ndim, shape);
 
-    // Start from the bias row (or zero), then accumulate the product.
-    for (int64_t r = 0; r < R; r++) {
-        float *y = out->data + r * N;
-        for (int64_t j = 0; j < N; j++) y[j] = bias ? bias->data[j] : 0.0f;
+    // Start from the bias row (beta 1), or overwrite (beta 0), then the product.
+    if (bias) {
+        #pragma omp parallel for schedule(static) num_threads(mc_threads()) \
+            if (R * N > 32768)
+        for (int64_t r = 0; r < R; r++)
+            memcpy(out->data + r * N, bias->data, (size_t)N * sizeof(float));
     }
-    mc_sgemm(0, 1, (int)R, (int)N, (int)K, 1.0f, x->data, (int)K, w->data, (int)K, 1.0f,
-             out->data, (int)N);
+    mc_sgemm(0, 1, (int)R, (int)N, (int)K, 1.0f, x->data, (int)K, w->data, (int)K,
+             bias ? 1.0f : 0.0f, out->data, (int)N);
 
     Tensor *ins[3] = {x, w, bias};
     if (ag_needs_grad(g, ins, 3)) {

@@ -9,6 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../tensor/gemm.h"
+#include "../tensor/kernels.h"
+#include "../tensor/simd.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 // ---- binding ----
 
 static int check_config(const McTextConfig *c, McErr *err) {
@@ -123,14 +131,14 @@ static void dump_call(const McDump *d, const char *name, const Tensor *x) {
     if (d && d->fn) d->fn(d->ctx, name, x);
 }
 
-// x [B, T, W] through every block.  With gradients the whole chain stays in
-// g; without, each block runs in the tower's scratch graph and its output is
-// copied back over x (x is a fresh tensor owned by this forward).
-static Tensor *run_blocks(Graph *g, TextTower *t, Tensor *x, const McDump *dump) {
+// x [B, T, W] through blocks 0 .. n-1.  With gradients the whole chain
+// stays in g; without, each block runs in the tower's scratch graph and its
+// output is copied back over x (x is a fresh tensor owned by this forward).
+static Tensor *run_blocks(Graph *g, TextTower *t, Tensor *x, const McDump *dump, int n) {
     char name[64];
     int inference = !g->grad_enabled;
     if (inference && !t->scratch) t->scratch = ag_graph_new((size_t)1 << 20);
-    for (int k = 0; k < t->cfg.layers; k++) {
+    for (int k = 0; k < n; k++) {
         snprintf(name, sizeof name, "text.block.%d", k);
         if (!inference) {
             x = nn_block_forward(g, &t->blocks[k], x, t->mask);
@@ -147,6 +155,88 @@ static Tensor *run_blocks(Graph *g, TextTower *t, Tensor *x, const McDump *dump)
     return x;
 }
 
+// The last block when only the pooled rows are wanted (inference): its
+// attention needs k and v of every position but q of the pooled row only,
+// and everything after the attention is per row.  x [B, T, W] (block
+// input), rows [B] = b T + pool[b]; returns the block's output at those
+// rows, [B, W] in g.  The same arithmetic kernels as the full block, so the
+// result equals the full block's rows up to float rounding.
+static Tensor *last_block_pooled(Graph *g, const NnBlock *b, Tensor *x, const Tensor *mask,
+                                 const int32_t *rows) {
+    const McIsa *k = mc_isa();
+    int64_t B = x->shape[0], T = x->shape[1], W = x->shape[2];
+    int NH = b->spec.heads, HS = (int)(W / NH);
+    float scale = 1.0f / sqrtf((float)HS);
+
+    // qkv of every position (k, v needed everywhere).
+    Tensor *h = ag_layernorm(g, x, b->ln1_w, b->ln1_b, b->spec.ln_eps);
+    Tensor *qkv = ag_linear(g, h, b->qkv_w, b->qkv_b);                 // [B, T, 3W]
+
+    // One query row per sequence: s_j = (q scale) . k_j + mask, softmax, sum
+    // p_j v_j.  To give the very values of mc_attention_forward, the row is
+    // computed inside the same row group its small GEMMs use (4 rows, or the
+    // single leftover rows past the last multiple of 4), with k transposed
+    // and rows padded to Tp = T rounded up to 16 as there.
+    int64_t Tp = (T + 15) / 16 * 16, T4 = T / 4 * 4;
+    Tensor *att = ag_tensor(g, MC_DIMS(B, W));
+    size_t per = (size_t)(4 * HS + HS * Tp + 8 * Tp + 4 * HS);
+    float *buf = arena_alloc(&g->arena, (size_t)mc_threads() * per * 4);
+    #pragma omp parallel for schedule(static) num_threads(mc_threads()) if (B * NH > 64)
+    for (int64_t bh = 0; bh < B * NH; bh++) {
+        int64_t bi = bh / NH, hh = bh % NH, i = rows[bi] - bi * T;
+        int64_t i0 = i < T4 ? i / 4 * 4 : i, m = i < T4 ? 4 : 1;
+#ifdef _OPENMP
+        float *qs = buf + (size_t)omp_get_thread_num() * per;
+#else
+        float *qs = buf;
+#endif
+        float *kt = qs + 4 * HS, *sc = kt + HS * Tp, *p = sc + 4 * Tp, *o = p + 4 * Tp;
+        const float *base = qkv->data + (size_t)bi * T * 3 * W + (size_t)hh * HS;
+        // q of the group's rows, scaled; k^T zero-padded to Tp columns.
+        for (int64_t r = 0; r < m; r++)
+            for (int d = 0; d < HS; d++)
+                qs[r * HS + d] = base[(size_t)(i0 + r) * 3 * W + d] * scale;
+        for (int d = 0; d < HS; d++) {
+            for (int64_t j = 0; j < T; j++) kt[d * Tp + j] = base[(size_t)j * 3 * W + W + d];
+            for (int64_t j = T; j < Tp; j++) kt[d * Tp + j] = 0.0f;
+        }
+        // Scores, mask, softmax over the padded rows, then p v.
+        k->gemm_small(0, (int)m, (int)Tp, HS, qs, HS, kt, (int)Tp, sc, (int)Tp, 0);
+        for (int64_t r = 0; r < m; r++) {
+            float *sr = sc + r * Tp;
+            if (mask)
+                for (int64_t j = 0; j < T; j++) sr[j] += mask->data[(i0 + r) * T + j];
+            for (int64_t j = T; j < Tp; j++) sr[j] = -INFINITY;
+            k->softmax_row(p + r * Tp, sr, Tp);
+        }
+        k->gemm_small(0, (int)m, HS, (int)T, p, (int)Tp, base + 2 * W, (int)(3 * W), o, HS, 0);
+        memcpy(att->data + (size_t)bi * W + (size_t)hh * HS, o + (i - i0) * HS,
+               (size_t)HS * sizeof(float));
+    }
+
+    // The rest of the block on the B pooled rows, in the order of
+    // nn_block_forward's fused branches: y = (x + b_proj) + att Wp^T, then
+    // out = (y + b2) + GELU(b1 + LN2(y) W1^T) W2^T.
+    int M = b->spec.mlp;
+    Tensor *y = ag_tensor(g, MC_DIMS(B, W)), *out = ag_tensor(g, MC_DIMS(B, W));
+    float *hn = arena_alloc(&g->arena, (size_t)B * W * 4);
+    float *hid = arena_alloc(&g->arena, (size_t)B * M * 4);
+    for (int64_t r = 0; r < B; r++)
+        for (int64_t j = 0; j < W; j++)
+            y->data[r * W + j] = x->data[(size_t)rows[r] * W + j] + b->proj_b->data[j];
+    mc_sgemm(0, 1, (int)B, (int)W, (int)W, 1.0f, att->data, (int)W, b->proj_w->data, (int)W,
+             1.0f, y->data, (int)W);
+    mc_layernorm_forward(hn, NULL, NULL, y->data, b->ln2_w->data, b->ln2_b->data, B, W,
+                         b->spec.ln_eps);
+    for (int64_t r = 0; r < B; r++) memcpy(hid + r * M, b->fc1_b->data, (size_t)M * 4);
+    mc_sgemm(0, 1, (int)B, M, (int)W, 1.0f, hn, (int)W, b->fc1_w->data, (int)W, 1.0f, hid, M);
+    mc_gelu_forward(hid, hid, B * M);
+    for (int64_t r = 0; r < B; r++)
+        for (int64_t j = 0; j < W; j++) out->data[r * W + j] = y->data[r * W + j] + b->fc2_b->data[j];
+    mc_sgemm(0, 1, (int)B, (int)W, M, 1.0f, hid, M, b->fc2_w->data, M, 1.0f, out->data, (int)W);
+    return out;
+}
+
 Tensor *text_tower_forward_tokens(Graph *g, TextTower *t, Tensor *tok, const int32_t *pool,
                                   const McDump *dump) {
     const McTextConfig *c = &t->cfg;
@@ -161,21 +251,29 @@ Tensor *text_tower_forward_tokens(Graph *g, TextTower *t, Tensor *tok, const int
     Tensor *x = ag_add(g, tok, t->positional);
     dump_call(dump, "text.x0", x);
 
-    // Residual attention blocks.
-    x = run_blocks(g, t, x, dump);
-
-    // ln_final on every position
-    x = ag_layernorm(g, x, t->ln_final_w, t->ln_final_b, TEXT_LN_EPS);
-    dump_call(dump, "text.ln_final", x);
-
-    // pooled [B, W] = rows b*T + pool[b] of the flattened [B*T, W]
+    // pooled rows b*T + pool[b] of the flattened [B*T, W]
     int32_t *rows = arena_alloc(&g->arena, (size_t)B * sizeof *rows);
     for (int64_t b = 0; b < B; b++) {
         MC_CHECK(pool[b] >= 0 && pool[b] < T, "text tower: pool[%lld] = %d outside [0, %lld)",
                  (long long)b, pool[b], (long long)T);
         rows[b] = (int32_t)(b * T + pool[b]);
     }
-    Tensor *pooled = ag_rows(g, ag_reshape(g, x, MC_DIMS(B * T, W)), rows, B);
+
+    // Residual attention blocks; inference without dumps computes the last
+    // block at the pooled rows only (ln_final is per row, so it commutes
+    // with the pooling).
+    Tensor *pooled;
+    if (!g->grad_enabled && !(dump && dump->fn) && c->layers > 0) {
+        x = run_blocks(g, t, x, dump, c->layers - 1);
+        pooled = last_block_pooled(g, &t->blocks[c->layers - 1], x, t->mask, rows);
+        pooled = ag_layernorm(g, pooled, t->ln_final_w, t->ln_final_b, TEXT_LN_EPS);
+    } else {
+        x = run_blocks(g, t, x, dump, c->layers);
+        // ln_final on every position, then the pooled rows [B, W]
+        x = ag_layernorm(g, x, t->ln_final_w, t->ln_final_b, TEXT_LN_EPS);
+        dump_call(dump, "text.ln_final", x);
+        pooled = ag_rows(g, ag_reshape(g, x, MC_DIMS(B * T, W)), rows, B);
+    }
     dump_call(dump, "text.pooled", pooled);
 
     // proj [B, E] = pooled @ text_projection
