@@ -485,6 +485,24 @@ static void run_case(const char *name) {
                      fuse ? "fused" : "training");
             test_close_absmax(label, vp.theta->grad, ref_grad, (size_t)P, TOL_GRAD);
             if (fuse) {
+                // d L / d x' is dense (arch-spec section 13 item 14): non-zero in
+                // the hole too; its batch sum on the border is the prompt's gradient.
+                int64_t img = (int64_t)3 * S * S, hole_nz = 0;
+                float *gx = malloc(sizeof(float) * (size_t)(c.N * img));
+                float *sum = calloc((size_t)img, sizeof(float)), *gb = malloc(sizeof(float) * P);
+                tensor_zero_grad(vp.theta);
+                coop_vp_loss(g, tw, &vp, c.x, c.N, c.txtn, c.K, c.labels, c.scale, NULL, NULL, gx);
+                for (int64_t n = 0; n < c.N; n++)
+                    for (int64_t i = 0; i < img; i++) sum[i] += gx[n * img + i];
+                for (int ch = 0; ch < 3; ch++)
+                    for (int i = c.border; i < S - c.border; i++)
+                        for (int j = c.border; j < S - c.border; j++)
+                            hole_nz += sum[((int64_t)ch * S + i) * S + j] != 0.0f;
+                coop_vp_from_full(S, c.border, sum, gb);
+                snprintf(label, sizeof label, "%s d L / d x' summed on the border", name);
+                test_close_absmax(label, gb, vp.theta->grad, (size_t)P, 1e-6);
+                CHECK(hole_nz > 0, "%s: d L / d x' is zero in the hole", name);
+                free(gx), free(sum), free(gb);
                 float *grad = malloc(sizeof(float) * (size_t)P);
                 memcpy(grad, vp.theta->grad, sizeof(float) * (size_t)P);
                 snprintf(label, sizeof label, "%s finite differences", name);
