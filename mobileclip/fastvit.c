@@ -655,7 +655,7 @@ static Tensor *convmlp_fwd(Graph *g, Tensor *x, const ConvMlp *m) {
 // when there are at least as many as threads, else one after another with
 // each GEMM split over the threads (mc_sgemm).
 
-#define MLP_BLOCK_FLOATS (1 << 17)   // hidden block: 512 KiB, fits in L2
+#define MLP_BLOCK_FLOATS (1 << 18)   // hidden block: at most 1 MiB, fits in L2
 
 typedef struct {
     const ConvMlp *m;   // weights (frozen, owned by the trunk)
@@ -664,11 +664,15 @@ typedef struct {
     float *work;        // per thread: Hd * pb (forward), 2 Hd pb (backward)
 } MlpTail;
 
-// Pixels per task: a multiple of 16 with Hd * pb <= MLP_BLOCK_FLOATS, at most HW.
+// Pixels per task: HW in the fewest near-equal blocks (multiples of 16)
+// with Hd * pb <= MLP_BLOCK_FLOATS.  Every block packs W1 and W2 again in
+// OpenBLAS, so blocks are as large as the cache allows.
 static void mlp_tail_plan(MlpTail *t, int N, int C, int Hd, int HW) {
     t->N = N, t->C = C, t->Hd = Hd, t->HW = HW;
-    int pb = MLP_BLOCK_FLOATS / Hd / 16 * 16;
-    if (pb < 16) pb = 16;
+    int most = MLP_BLOCK_FLOATS / Hd / 16 * 16;
+    if (most < 16) most = 16;
+    int nblk = (HW + most - 1) / most;
+    int pb = ((HW + nblk - 1) / nblk + 15) / 16 * 16;
     t->pb = pb < HW ? pb : HW;
     t->nblk = (HW + t->pb - 1) / t->pb;
     t->nthreads = mc_threads();
@@ -684,15 +688,18 @@ static void mlp_tail_task(const MlpTail *t, float *out, const float *x, const fl
     // Pre-activations: into the saved tensor (recording) or the hidden block.
     float *pre = t->pre ? t->pre + (size_t)n * Hd * HW + (size_t)p0 : hid;
     int ldp = t->pre ? HW : len;
-    for (int o = 0; o < Hd; o++)
-        for (int j = 0; j < len; j++) pre[(size_t)o * ldp + j] = m->b1->data[o];
+    const float *b1 = m->b1->data, *b2 = m->b2->data;
+    for (int o = 0; o < Hd; o++) {
+        float v = b1[o], *row = pre + (size_t)o * ldp;
+        for (int j = 0; j < len; j++) row[j] = v;
+    }
     mc_sgemm(0, 0, Hd, len, C, 1.0f, m->w1->data, C, h + xo, HW, 1.0f, pre, ldp);
     // GELU row by row (the same calls in both passes).
     for (int o = 0; o < Hd; o++)
         k->gelu_forward(hid + (size_t)o * len, pre + (size_t)o * ldp, len);
     // out = (x + b2) + W2 hid
     for (int c = 0; c < C; c++) {
-        float b = m->b2->data[c];
+        float b = b2[c];
         const float *xr = x + xo + (size_t)c * HW;
         float *orow = out + xo + (size_t)c * HW;
         for (int j = 0; j < len; j++) orow[j] = xr[j] + b;
