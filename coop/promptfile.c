@@ -159,9 +159,10 @@ static int parse_names(const char *path, const char *js, CoopPromptFile *pf, McE
     pf->classnames = mc_calloc(r->len + 1, sizeof *pf->classnames);
     for (size_t i = 0; i < r->len; i++) {
         if (r->items[i].type != JSON_STRING) {
-            json_free(doc);
-            return mc_err(err, "%s: classnames[%zu] is a %s, expected a string", path, i,
-                          json_type_name(r->items[i].type));
+            mc_err(err, "%s: classnames[%zu] is a %s, expected a string", path, i,
+                   json_type_name(r->items[i].type));
+            json_free(doc);  // after the message: it reads the document
+            return -1;
         }
         pf->classnames[i] = xstrdup(r->items[i].str);
         pf->n_names = (int)i + 1;
