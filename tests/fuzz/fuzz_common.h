@@ -64,9 +64,9 @@ static inline void fuzz_cleanup(void) {
 
 // Write data to <private temp folder>/<base> and return the path (valid
 // until the next call with the same base).  The folder is made once per
-// process under $TMPDIR (default /dev/shm, else /tmp) and removed at exit; nothing else is
-// in it, so loaders that look for side files (classnames.txt, image
-// folders) find none.
+// process under $TMPDIR (default /dev/shm, else /tmp) and removed at
+// exit; nothing else is in it, so loaders that look for side files
+// (classnames.txt, image folders) find none.
 static inline const char *fuzz_write_file(const char *base, const uint8_t *data,
                                           size_t size) {
     if (!fuzz_dir[0]) {
