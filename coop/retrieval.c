@@ -94,6 +94,11 @@ int coop_ret_text_features(TextTower *tt, Tokenizer *tok, CoopPrompt *p, CoopEng
             rc = -1;
             break;
         }
+        if (text_check_ids(tt, s.ids, s.R, err)) {   // a reduced vocabulary
+            coop_seqs_free(&s);
+            rc = -1;
+            break;
+        }
         coop_text_features(e, p, &s, txtn + t0 * E);
         coop_seqs_free(&s);
     }
@@ -256,6 +261,11 @@ int coop_ret_train(CoopEngine *e, CoopPrompt *p, Tokenizer *tok, const CoopRetDa
             }
             CoopSeqs cs;
             if (coop_seqs_from_names(&cs, p, tok, caps, nb, err)) {
+                rc = -1;
+                break;
+            }
+            if (text_check_ids(e->tt, cs.ids, cs.R, err)) {
+                coop_seqs_free(&cs);
                 rc = -1;
                 break;
             }
