@@ -68,6 +68,12 @@ int coop_featcache_key(const CoopFeatSpec *s, const char *const *paths, int64_t 
     // Every image: path, size, modification time.
     for (int64_t i = 0; i < n; i++) {
         struct stat st;
+        if (stat(paths[i], &st) != 0 && s->skip_bad) {
+            // Missing: reported as a bad image when the features are computed.
+            text_add(&t, paths[i]);
+            text_add(&t, "\tmissing\n");
+            continue;
+        }
         if (stat(paths[i], &st) != 0) {
             mc_free(t.s);
             return mc_err(err, "%s: cannot stat image (%s)", paths[i], strerror(errno));
@@ -128,8 +134,10 @@ static int cache_write(const CoopFeatSpec *s, const char *path, const char *key,
 
 // ---- computing ----
 
+// Features of every image; *n_bad receives the number of bad files (with
+// skip_bad each is reported and left as a zero row, else the call fails).
 static int compute(const CoopFeatSpec *s, const char *const *paths, int64_t n, float *feat,
-                   McErr *err) {
+                   int64_t *n_bad, McErr *err) {
     int B = s->batch > 0 ? s->batch : 8, S = s->prep.size;
     int64_t E = image_tower_config(s->tower)->embed;
     float *x = mc_malloc((size_t)B * 3 * S * S * sizeof *x);
@@ -148,6 +156,13 @@ static int compute(const CoopFeatSpec *s, const char *const *paths, int64_t n, f
             if (status[j]) {
                 if (!bad) snprintf(first_bad, sizeof first_bad, "%s", errs[j].msg);
                 bad++;
+                if (s->skip_bad) {
+                    // Report the file (the message names it) and keep going.
+                    fprintf(s->progress ? s->progress : stderr,
+                            "bad image %lld of %lld, skipped (zero features): %s\n",
+                            (long long)(i0 + j), (long long)n, errs[j].msg);
+                    if (s->bad) s->bad[i0 + j] = 1;
+                }
             }
         // Features of the batch.
         ag_graph_reset(g);
@@ -155,6 +170,8 @@ static int compute(const CoopFeatSpec *s, const char *const *paths, int64_t n, f
         memcpy(xt->data, x, (size_t)xt->n * sizeof(float));
         Tensor *f = image_tower_forward(g, s->tower, xt, NULL);
         memcpy(feat + i0 * E, f->data, (size_t)(nb * E) * sizeof(float));
+        for (int j = 0; nbad && j < nb; j++)
+            if (status[j]) memset(feat + (i0 + j) * E, 0, (size_t)E * sizeof(float));
         if (s->progress) {
             double dt = mc_time() - t0;
             fprintf(s->progress, "features %lld/%lld images | %.1f img/s\r",
@@ -165,7 +182,12 @@ static int compute(const CoopFeatSpec *s, const char *const *paths, int64_t n, f
     if (s->progress) fprintf(s->progress, "\n");
     ag_graph_free(g);
     mc_free(x), mc_free(status), mc_free(errs);
-    if (bad)
+    *n_bad = bad;
+    if (s->stats) s->stats->images += n, s->stats->bad += bad;
+    if (bad && s->skip_bad && s->progress)
+        fprintf(s->progress, "%lld of %lld images could not be read and were skipped\n",
+                (long long)bad, (long long)n);
+    if (bad && !s->skip_bad)
         return mc_err(err, "%lld of %lld images could not be read; the first: %s",
                       (long long)bad, (long long)n, first_bad);
     return 0;
@@ -176,6 +198,7 @@ int coop_featcache_get(const CoopFeatSpec *s, const char *const *paths, int64_t 
     int64_t E = image_tower_config(s->tower)->embed;
     char key[65], path[4096];
     *hit = 0;
+    if (s->bad) memset(s->bad, 0, (size_t)n);   // a cache file holds no bad rows
     if (s->cache_dir) {
         if (coop_featcache_key(s, paths, n, key, err)) return -1;
         cache_path(s, key, path, sizeof path);
@@ -183,15 +206,19 @@ int coop_featcache_get(const CoopFeatSpec *s, const char *const *paths, int64_t 
         if (f) {
             *feat = f;
             *hit = 1;
+            if (s->stats) s->stats->hits++;
             return 0;
         }
     }
+    if (s->stats) s->stats->misses++;
     float *f = mc_malloc((size_t)(n * E) * sizeof *f);
-    if (compute(s, paths, n, f, err)) {
+    int64_t n_bad = 0;
+    if (compute(s, paths, n, f, &n_bad, err)) {
         mc_free(f);
         return -1;
     }
-    if (s->cache_dir && cache_write(s, path, key, f, n, E, err)) {
+    // Features with bad rows are not cached: the files may be fixed later.
+    if (s->cache_dir && !n_bad && cache_write(s, path, key, f, n, E, err)) {
         mc_free(f);
         return -1;
     }

@@ -19,7 +19,15 @@
 //
 // A bad image (unreadable, corrupt) fails the whole call with its path and
 // the number of bad files: features are computed before training starts,
-// so nothing is lost.
+// so nothing is lost.  With skip_bad the call goes on instead: each bad
+// file (corrupt, unreadable or missing; a missing one enters the key as
+// "missing") is reported in one line naming it and the reason (on
+// `progress`, else stderr), its row of features is zero, bad[i] (when
+// given) is set, and no cache file is written (the next call reports the
+// bad files again).
+//
+// stats (optional) counts what the calls did: cache hits, misses (features
+// computed), images run through the tower and bad images.
 //
 // Usage sketch (compiled by tests/test_coop_train.c):
 //
@@ -41,6 +49,14 @@
 
 #define COOP_FEATCACHE_VERSION "mclip-featcache-1"
 
+// Counters added to by coop_featcache_get (see above).
+typedef struct CoopFeatStats {
+    int64_t hits;      // calls answered from a cache file
+    int64_t misses;    // calls that computed the features
+    int64_t images;    // images decoded and run through the tower
+    int64_t bad;       // images that could not be read (skip_bad)
+} CoopFeatStats;
+
 typedef struct CoopFeatSpec {
     const char  *cache_dir;        // NULL: compute, never cache
     const char  *model_name;
@@ -49,6 +65,9 @@ typedef struct CoopFeatSpec {
     DsPrepConfig prep;
     int          batch;            // images per forward pass (<= 0: 8)
     FILE        *progress;         // progress lines, or NULL
+    int          skip_bad;         // 1: report bad images, zero rows, go on
+    uint8_t     *bad;              // [n] set to 1 for bad images (skip_bad), or NULL
+    CoopFeatStats *stats;          // counters, or NULL
 } CoopFeatSpec;
 
 // The cache key of this spec and image list (64 hex digits + NUL).
