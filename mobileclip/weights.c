@@ -134,15 +134,20 @@ WeightSet *ws_open(const char *path, McErr *err) {
     WeightSet *ws = mc_calloc(1, sizeof *ws);
     ws->path = xstrdup(path);
 
-    // Zip (or a legacy pickle, which pt_open explains) -> torch; else safetensors.
-    unsigned char magic[2] = {0};
+    // Zip (or a legacy pickle, which pt_open explains) -> torch; else
+    // safetensors.  A safetensors header length can start with byte 0x80
+    // (the pickle PROTO opcode), so its JSON opening brace at offset 8
+    // decides first.
+    unsigned char magic[9] = {0};
     FILE *fp = fopen(path, "rb");
     if (fp) {
-        if (fread(magic, 1, 2, fp) != 2) magic[0] = 0;
+        if (fread(magic, 1, sizeof magic, fp) != sizeof magic) magic[8] = 0;
         fclose(fp);
     }
+    int looks_st = magic[8] == '{';
+    int looks_pickle = magic[0] == 0x80 && magic[1] >= 2 && magic[1] <= 5;
     int rc;
-    if (pt_sniff(path) || magic[0] == 0x80) {
+    if (!looks_st && (pt_sniff(path) || looks_pickle)) {
         ws->pt = pt_open(path, err);
         rc = ws->pt ? from_torch(ws, err) : -1;
     } else {

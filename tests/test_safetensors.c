@@ -452,6 +452,42 @@ static void test_inspect_cli(void) {
           rc, out);
 }
 
+// A header length whose low byte is 0x80 (the pickle PROTO opcode) must
+// still open as safetensors: metadata grows until the file starts with 0x80.
+static void test_weights_header_0x80(void) {
+    McErr err;
+    char path[256], pad[600];
+    snprintf(path, sizeof path, "%s/h80.safetensors", tmpdir);
+    float v[3] = {1, 2, 3};
+    int found = 0;
+    for (int n = 0; n < 512 && !found; n++) {
+        memset(pad, 'x', (size_t)n);
+        pad[n] = 0;
+        StWriter *w = st_writer_new();
+        st_writer_add_f32(w, "w", MC_DIMS(3), v);
+        st_writer_meta(w, "pad", pad);
+        CHECK(st_writer_save(w, path, &err) == 0, "%s", err.msg);
+        st_writer_free(w);
+        unsigned char b = 0;
+        FILE *fp = fopen(path, "rb");
+        if (fp) {
+            if (fread(&b, 1, 1, fp) != 1) b = 0;
+            fclose(fp);
+        }
+        found = b == 0x80;
+    }
+    CHECK(found, "could not make a header length with low byte 0x80");
+    WeightSet *ws = ws_open(path, &err);
+    CHECK(ws != NULL, "header length 0x..80 taken for a pickle: %s", ws ? "" : err.msg);
+    if (ws) {
+        Tensor *t = ws_take(ws, "w", MC_DIMS(3));
+        CHECK(t->data[2] == 3.0f, "value %g", t->data[2]);
+        tensor_free(t);
+        ws_close(ws);
+    }
+    remove(path);
+}
+
 int main(void) {
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
@@ -461,6 +497,7 @@ int main(void) {
     test_round_trip();
     test_all_dtypes();
     test_weights_long_report();
+    test_weights_header_0x80();
     test_inspect_cli();
     rmdir(tmpdir);
     return test_finish("test_safetensors");
