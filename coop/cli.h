@@ -15,5 +15,6 @@ int cli_vp(int argc, char **argv);     // coop/cli_vp.c
 int cli_retrieval(int argc, char **argv); // coop/cli_retrieval.c
 int cli_attnmap(int argc, char **argv); // coop/cli_attnmap.c
 int cli_prompt(int argc, char **argv); // coop/cli_prompt.c
+int cli_sweep(int argc, char **argv); // coop/cli_sweep.c
 
 #endif

@@ -28,6 +28,7 @@ static const Command commands[] = {
     {"retrieval", cli_retrieval, "image-text retrieval: recall@1/5/10, paper protocol; train"},
     {"attnmap", cli_attnmap, "attention map of one head over the input image (PNG)"},
     {"prompt", cli_prompt, "read a learned prompt: nearest tokens, similarity, amplitude"},
+    {"sweep", cli_sweep, "CoOp sweep summary: mean/std over seeds, CSV, accuracy-vs-shots SVG"},
 };
 
 static void usage(FILE *f) {
