@@ -27,7 +27,10 @@
 #   {"format": "mclip-sweep-run-1", "model": "S0", "dataset": "dtd",
 #    "shots": "4", "seed": 1, "prompt": "last",
 #    "train": {...mclip coop train JSON...}, "test": {...mclip coop eval JSON...}}
-# k = 0 (zero-shot) has no prompt to learn and is refused.
+# k = 0 (zero-shot) has no prompt to learn and is refused.  Training runs
+# with --resume: a run killed part way (a preempted Slurm task) continues
+# from its checkpoint OUT.prompt.ckpt; after changing TRAIN_FLAGS remove
+# the old checkpoints (the trainer refuses another configuration's).
 set -eu
 
 if [ $# -ne 5 ]; then
