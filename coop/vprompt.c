@@ -384,14 +384,16 @@ static int load_pt(const char *path, CoopVPromptFile *vf, McErr *err) {
     const char *model = pt_get_str(f, meta, "model_name", err);
     if (!model) goto done;
 
-    // ctx [3, S, S] (or [1, 3, S, S]).
-    int nd = t->ndim, lead = nd == 4 ? (int)t->shape[0] : 1;
-    int S = nd >= 3 ? (int)t->shape[nd - 1] : 0;
-    if (nd < 3 || nd > 4 || lead != 1 || t->shape[nd - 3] != 3 || t->shape[nd - 2] != S ||
-        S < 2 || S > VP_MAX_SIDE) {
+    // ctx [3, S, S] (or [1, 3, S, S]); sizes compared as int64 (a stride-0
+    // view may claim 2^32 + 1 leading rows, which an int cast made 1).
+    int nd = t->ndim;
+    int64_t lead = nd == 4 ? t->shape[0] : 1, S64 = nd >= 3 ? t->shape[nd - 1] : 0;
+    if (nd < 3 || nd > 4 || lead != 1 || t->shape[nd - 3] != 3 || t->shape[nd - 2] != S64 ||
+        S64 < 2 || S64 > VP_MAX_SIDE) {
         mc_err(err, "%s: ctx is not a [3, S, S] image-sized tensor (%d dims)", path, nd);
         goto done;
     }
+    int S = (int)S64;
     full = mc_malloc((size_t)t->numel * sizeof *full);
     if (pt_tensor_to_f32(f, t, full, t->numel, err)) goto done;
 

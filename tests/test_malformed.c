@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "../coop/promptfile.h"
+#include "../coop/vprompt.h"
 #include "../datasets/dataset.h"
 #include "../datasets/image.h"
 #include "../datasets/matfile.h"
@@ -186,6 +187,14 @@ static int run_text(const char *path, McErr *err) {
     return rc;
 }
 
+// A visual prompt: an mclip visual prompt file or a paper .pt one.
+static int run_vprompt(const char *path, McErr *err) {
+    CoopVPromptFile vf;
+    if (coop_vp_load(path, &vf, err)) return -1;
+    coop_vp_file_free(&vf);
+    return 0;
+}
+
 // A few-shot manifest checked against a fixed five-item dataset (listed in
 // tests/malformed/make_text_corpus.py).
 static int run_fewshot(const char *path, McErr *err) {
@@ -228,6 +237,7 @@ static const struct {
     {"text", run_text},
     {"prompt", run_prompt},
     {"fewshot", run_fewshot},
+    {"vprompt", run_vprompt},
 };
 
 // ---- manifest ----

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Malformed learned-prompt files for tests/test_malformed.c (kind 'prompt',
-read by coop_promptfile_load): paper .pt prompts (torch.save of
+read by coop_promptfile_load; kind 'vprompt', by coop_vp_load): paper .pt prompts (torch.save of
 {"ctx": Tensor[M, W], "meta": dict}) and mclip prompt files (safetensors
 with prompt metadata), see coop/promptfile.h.  Writes the files next to
 this script and prints their MANIFEST.tsv rows (file, kind, expected
@@ -25,10 +25,10 @@ M, W = 4, 8
 CTX = struct.pack("<%df" % (M * W), *[0.01 * i for i in range(M * W)])
 
 
-def put(name, data, expected):
+def put(name, data, expected, kind="prompt"):
     with open(os.path.join(HERE, name), "wb") as f:
         f.write(data)
-    ROWS.append((name, "prompt", expected))
+    ROWS.append((name, kind, expected))
 
 
 def sha1_names(names):
@@ -71,6 +71,23 @@ put("prompt_pt_100_rows.pt", paper([MODEL], size=(100, W), stride=(0, 1), numel=
 # and the loader would allocate 2^37 bytes.
 put("prompt_pt_huge_view.pt", paper([MODEL], size=((1 << 32) + M, W), stride=(0, 1), numel=W),
     "prompt_pt_huge_view.pt: ctx is [4294967300, 8]")
+
+# Visual prompts (read by the text loader only to be refused, and by the
+# visual loader): [1, 3, S, S] with a border of 2, S = 8.
+VIS = (pstr("prompt_type"), pstr("vis"))
+put("prompt_pt_visual_ok.pt", paper([MODEL, VIS, (pstr("border_size"), pint(2))],
+                                    size=(1, 3, 8, 8), stride=(0, 0, 0, 1), numel=8),
+    "meta.prompt_type is 'vis'")
+# A stride-0 lead dimension of 2^32 + 1: int truncation made it 1.
+put("prompt_pt_visual_huge_view.pt",
+    paper([MODEL, VIS], size=((1 << 32) + 1, 3, 8, 8), stride=(0, 0, 0, 1), numel=8),
+    "meta.prompt_type is 'vis'")
+# The same two files through the visual-prompt loader (kind 'vprompt').
+ROWS.append(("prompt_pt_visual_ok.pt", "vprompt", "OK"))
+ROWS.append(("prompt_pt_visual_huge_view.pt", "vprompt",
+             "ctx is not a [3, S, S] image-sized tensor (4 dims)"))
+put("prompt_pt_visual_text.pt", paper([MODEL]), "meta.prompt_type is missing; a visual prompt "
+    "has 'vis'", kind="vprompt")
 
 
 # ---- mclip prompt files (safetensors) ----
