@@ -276,7 +276,9 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
 
-valgrind: $(TESTBIN) $(BIN)
-	@MCLIP_BIN=$(BIN) MCLIP_RUNNER="$(VALGRIND)" sh tests/run.sh $(TESTBIN)
+# VALGRIND_TESTS: program names (test_malformed ...), default every test.
+VALGRIND_TESTS     ?= $(TESTSRC:tests/%.c=%)
+valgrind: $(VALGRIND_TESTS:%=$(BUILD)/tests/%) $(BIN)
+	@MCLIP_BIN=$(BIN) MCLIP_RUNNER="$(VALGRIND)" sh tests/run.sh $(VALGRIND_TESTS:%=$(BUILD)/tests/%)
 
 -include $(LIBOBJ:.o=.d) $(ISAOBJ:.o=.d) $(TESTHOBJ:.o=.d)
