@@ -73,4 +73,14 @@ static int fuzz_tokenizer(const uint8_t *data, size_t size) {
     return 0;
 }
 
+#ifndef FUZZ_NO_MAIN
+// Load the vocabulary before fuzzing starts, so a missing one stops the run
+// with its message instead of being recorded as a crashing input.
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    fuzz_tok_get();
+    return 0;
+}
+#endif
+
 FUZZ_ENTRY(fuzz_tokenizer)

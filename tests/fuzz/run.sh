@@ -42,8 +42,8 @@ for n in $names; do
     else
         fail=$((fail + 1))
         printf 'FAIL fuzz_%-14s rc %s (log %s)\n' "$n" "$rc" "$log"
-        grep -E 'ERROR|SUMMARY|contract broken|Test unit written' "$log" | head -n 8 |
-            sed 's/^/    | /'
+        { grep -E '^fuzz_|ERROR|SUMMARY|contract broken|Test unit written' "$log" ||
+          tail -n 5 "$log"; } | head -n 8 | sed 's/^/    | /'
     fi
 done
 [ "$fail" -eq 0 ]
