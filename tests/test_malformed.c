@@ -187,6 +187,25 @@ static int run_text(const char *path, McErr *err) {
     return rc;
 }
 
+// Caption files: Karpathy JSON, Flickr30k token file, caption TSV.
+static int run_karpathy(const char *path, McErr *err) {
+    CaptionSet *cs = cs_load_karpathy(path, DIR, err);
+    cs_free(cs);
+    return cs ? 0 : -1;
+}
+
+static int run_token(const char *path, McErr *err) {
+    CaptionSet *cs = cs_load_token(path, DIR, err);
+    cs_free(cs);
+    return cs ? 0 : -1;
+}
+
+static int run_caption_tsv(const char *path, McErr *err) {
+    CaptionSet *cs = cs_load_tsv(path, NULL, err);
+    cs_free(cs);
+    return cs ? 0 : -1;
+}
+
 // A visual prompt: an mclip visual prompt file or a paper .pt one.
 static int run_vprompt(const char *path, McErr *err) {
     CoopVPromptFile vf;
@@ -238,6 +257,9 @@ static const struct {
     {"prompt", run_prompt},
     {"fewshot", run_fewshot},
     {"vprompt", run_vprompt},
+    {"karpathy", run_karpathy},
+    {"token", run_token},
+    {"caption_tsv", run_caption_tsv},
 };
 
 // ---- manifest ----

@@ -3,10 +3,12 @@
 (kind 'bpe': each must be refused by tok_load with the message given),
 tokenizer input text (kind 'text': arbitrary bytes, which the tokenizer must
 take without error, giving valid ids, SOT/EOT in place and a decode that is
-valid UTF-8) and few-shot manifests (kind 'fewshot': ds_fewshot_read against
+valid UTF-8), few-shot manifests (kind 'fewshot': ds_fewshot_read against
 the five-item dataset of the runner: a.jpg 0 train, b.jpg 1 train, c/d.png 0
-val, e.jpg 1 val, f.jpg 1 test).  Writes the files next to this script and prints their
-MANIFEST.tsv rows (file, kind, expected message substring, or OK).
+val, e.jpg 1 val, f.jpg 1 test) and caption files (kinds 'karpathy',
+'token' and 'caption_tsv': cs_load_karpathy, cs_load_token, cs_load_tsv).
+Writes the files next to this script and prints their MANIFEST.tsv rows
+(file, kind, expected message substring, or OK).
 
 Usage: python3 tests/malformed/make_text_corpus.py > /tmp/rows.tsv
 """
@@ -76,6 +78,38 @@ put("fewshot_label.tsv", b"b.jpg\t0\n", "fewshot", "'b.jpg' has label 0 here but
 put("fewshot_test_split.tsv", b"f.jpg\t1\ttest\n", "fewshot",
     "expected an integer label and split train or val")
 put("fewshot_no_tab.tsv", b"a.jpg 0\n", "fewshot", "fewshot_no_tab.tsv:1: expected path<TAB>label")
+
+# ---- caption files ----
+
+put("cap_karpathy_ok.json", b'{"images": [{"filename": "a.jpg", "filepath": "x", "split": '
+    b'"restval", "sentences": [{"raw": "a cat"}, {"raw": "caf\\u00e9"}]}]}', "karpathy", "OK")
+put("cap_karpathy_dotdot.json", b'{"images": [{"filename": "../a.jpg", "split": "train", '
+    b'"sentences": []}]}', "karpathy", "images[0]: path with a '..' component '../a.jpg'")
+put("cap_karpathy_split.json", b'{"images": [{"filename": "a.jpg", "split": "dev", '
+    b'"sentences": [{"raw": "x"}]}]}', "karpathy",
+    "images[0]: split 'dev' is not train, val, test or restval")
+put("cap_karpathy_no_raw.json", b'{"images": [{"filename": "a.jpg", "split": "test", '
+    b'"sentences": [{"tokens": []}]}]}', "karpathy", "images[0].sentences[0]: no \"raw\" string")
+put("cap_karpathy_no_split.json", b'{"images": [{"filename": "a.jpg", "sentences": []}]}',
+    "karpathy", "images[0]: expected \"filename\", \"split\" and \"sentences\"")
+put("cap_karpathy_no_images.json", b'{"annotations": []}', "karpathy",
+    "expected an object with an \"images\" array")
+put("cap_karpathy_empty.json", b'{"images": []}', "karpathy", "cap_karpathy_empty.json: no images")
+put("cap_karpathy_dup_key.json", b'{"images": [], "images": []}', "karpathy",
+    "duplicate key \"images\"")
+put("cap_token_ok.txt", b"a.jpg#0\ta cat .\na.jpg#1\tanother .\nb.jpg#0\ta dog .\n", "token",
+    "OK")
+put("cap_token_no_hash.txt", b"a.jpg 0\tcaption\n", "token", "expected <image>#<n> before the tab")
+put("cap_token_no_tab.txt", b"a.jpg#0 caption\n", "token", "expected <image>#<n><TAB>caption")
+put("cap_token_dotdot.txt", b"../a.jpg#0\tcaption\n", "token", "path with a '..' component")
+put("cap_token_empty.txt", b"\n\n", "token", "cap_token_empty.txt: no captions")
+put("cap_tsv_ok.tsv", b"path\tcaption\na.jpg\ta cat\na.jpg\ta cat again\n", "caption_tsv", "OK")
+put("cap_tsv_three_fields.tsv", b"path\tcaption\na.jpg\ta\tb\n", "caption_tsv",
+    "cap_tsv_three_fields.tsv:2: more than two fields (captions cannot contain tabs)")
+put("cap_tsv_no_tab.tsv", b"a.jpg\n", "caption_tsv",
+    "cap_tsv_no_tab.tsv:1: expected path<TAB>caption")
+put("cap_tsv_abs.tsv", b"/a.jpg\tcap\n", "caption_tsv", "absolute path '/a.jpg'")
+put("cap_tsv_nul.tsv", b"a.jpg\tcap\x00x\n", "caption_tsv", "NUL byte in a text line")
 
 for r in ROWS:
     print("\t".join(r))
