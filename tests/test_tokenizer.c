@@ -317,8 +317,11 @@ static void test_speed(Tokenizer *tok) {
     double secs = mc_time() - t0;
     printf("speed: 30000 captions in %.0f ms (%.1f us each)\n", secs * 1e3, secs * 1e6 / 30000);
     // Generous bound: about 20 us each on one core; a missing cache or a
-    // quadratic step would take seconds.
-    CHECK(secs < 5.0, "30000 captions took %.1f s", secs);
+    // quadratic step would take seconds.  Not applied under a runner
+    // (MCLIP_RUNNER: valgrind, qemu), which slows everything 20-100x.
+    const char *runner = getenv("MCLIP_RUNNER");
+    if (runner && *runner) printf("speed bound not checked under MCLIP_RUNNER=%s\n", runner);
+    else CHECK(secs < 5.0, "30000 captions took %.1f s", secs);
 }
 
 // `mclip tokenize --file` and TEXT arguments through the binary ($MCLIP_BIN)
