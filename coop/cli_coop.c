@@ -70,7 +70,7 @@ typedef struct {
     const char *out_last, *ckpt, *init, *logit_scale, *recipe, *optim, *schedule, *form;
     const char *pool, *class_pos, *shots, *sampler, *dump_features;
     int demo, csc, n_ctx, epochs, batch, eval_every, ckpt_every, resume, threads, chunk;
-    int fp16, shuffle, warmup_epochs, demo_classes;
+    int fp16, shuffle, warmup_epochs, demo_classes, skip_bad;
     int64_t steps, stop_after;
     uint64_t seed, split_seed;
     double lr, wd, warmup_lr;
@@ -114,7 +114,8 @@ static int parse_common(Args *a, int argc, char **argv, int *i, const char *cmd)
     I64("--steps", steps) I64("--stop-after", stop_after)
     DBL("--lr", lr) DBL("--wd", wd) DBL("--warmup-lr", warmup_lr)
     FLAG("--demo", demo, 1) FLAG("--csc", csc, 1) FLAG("--resume", resume, 1)
-    FLAG("--fp16", fp16, 1) FLAG("--shuffle", shuffle, 1) FLAG("--no-shuffle", shuffle, 0)
+    FLAG("--fp16", fp16, 1) FLAG("--skip-bad", skip_bad, 1)
+    FLAG("--shuffle", shuffle, 1) FLAG("--no-shuffle", shuffle, 0)
     if (!strcmp(o, "--seed")) { if (!v) goto missing; a->seed = strtoull(v, NULL, 10); (*i)++; return 1; }
     if (!strcmp(o, "--split-seed")) { if (!v) goto missing; a->split_seed = strtoull(v, NULL, 10); (*i)++; return 1; }
     // Lists: every following word up to the next option.
@@ -274,25 +275,51 @@ done:
     return rc;
 }
 
-// Image features of the items idx[0..n) (cached), normalised, with labels.
-static int split_features(const Dataset *ds, const int64_t *idx, int64_t n, CoopFeatSpec *fs,
+// Image features of the items idx[0..*n) (cached), normalised, with labels.
+// With fs->skip_bad, images that cannot be read are reported by the cache
+// and their rows dropped here: *n becomes the number kept.
+static int split_features(const Dataset *ds, const int64_t *idx, int64_t *n, CoopFeatSpec *fs,
                           float **feat, int32_t **labels, McErr *err) {
-    const char **paths = mc_malloc((size_t)(n + 1) * sizeof *paths);
-    *labels = mc_malloc((size_t)(n + 1) * sizeof **labels);
-    for (int64_t i = 0; i < n; i++) {
+    int64_t N = *n, E = image_tower_config(fs->tower)->embed;
+    const char **paths = mc_malloc((size_t)(N + 1) * sizeof *paths);
+    uint8_t *bad = fs->skip_bad ? mc_calloc((size_t)N + 1, 1) : NULL;
+    *labels = mc_malloc((size_t)(N + 1) * sizeof **labels);
+    for (int64_t i = 0; i < N; i++) {
         paths[i] = ds->items[idx[i]].path;
         (*labels)[i] = ds->items[idx[i]].label;
     }
     int hit = 0;
     *feat = NULL;
-    int rc = n ? coop_featcache_get(fs, paths, n, feat, &hit, err) : 0;
-    if (!n) *feat = mc_malloc(sizeof(float));
+    fs->bad = bad;
+    int rc = N ? coop_featcache_get(fs, paths, N, feat, &hit, err) : 0;
+    fs->bad = NULL;
+    if (!N) *feat = mc_malloc(sizeof(float));
     mc_free(paths);
-    if (rc) return -1;
-    if (n && fs->progress)
-        fprintf(fs->progress, "image features: %lld images %s\n", (long long)n,
-                hit ? "from the cache" : "computed and cached");
-    coop_normalize_rows(*feat, n, image_tower_config(fs->tower)->embed);
+    if (rc) {
+        mc_free(bad);
+        return -1;
+    }
+
+    // Drop the rows of bad images (already reported by path).
+    int64_t kept = 0;
+    for (int64_t i = 0; i < N; i++) {
+        if (bad && bad[i]) continue;
+        if (kept != i) {
+            memmove(*feat + kept * E, *feat + i * E, (size_t)E * sizeof(float));
+            (*labels)[kept] = (*labels)[i];
+        }
+        kept++;
+    }
+    mc_free(bad);
+    if (N && fs->progress)
+        fprintf(fs->progress, "image features: %lld images %s%s\n", (long long)kept,
+                hit ? "from the cache" : "computed", kept < N ? ", unreadable ones skipped"
+                : hit ? "" : " and cached");
+    if (kept < N && fs->progress)
+        fprintf(fs->progress, "skipped %lld unreadable images (--skip-bad)\n",
+                (long long)(N - kept));
+    *n = kept;
+    coop_normalize_rows(*feat, kept, E);
     return 0;
 }
 
@@ -362,15 +389,15 @@ static int load_data(Data *d, const Args *a, const McModel *m, const char *weigh
     }
     CoopFeatSpec spec = {.cache_dir = cache, .model_name = m->name,
                          .weights_sha256 = weights_sha, .tower = m->image, .batch = 8,
-                         .progress = stderr};
+                         .progress = stderr, .skip_bad = a->skip_bad};
     const McImageConfig *ic = &m->cfg.image;
     ds_prep_config(&spec.prep, ic->image_size,
                    ic->interp == MC_INTERP_BICUBIC ? DS_FILTER_BICUBIC : DS_FILTER_BILINEAR,
                    ic->mean, ic->std);
     int64_t ntr = need_train ? fs.n_train : 0;
-    int rc = split_features(d->ds, fs.train, ntr, &spec, &d->feat[0], &d->labels[0], err);
+    int rc = split_features(d->ds, fs.train, &ntr, &spec, &d->feat[0], &d->labels[0], err);
     d->n[0] = ntr;
-    if (!rc) rc = split_features(d->ds, ev, nev, &spec, &d->feat[1], &d->labels[1], err);
+    if (!rc) rc = split_features(d->ds, ev, &nev, &spec, &d->feat[1], &d->labels[1], err);
     d->n[1] = nev;
     mc_free(tmp);
     ds_fewshot_free(&fs);
@@ -480,6 +507,7 @@ static void train_usage(FILE *f) {
         "data:    --shots K|all (all)  --sampler paper|coop (paper)  --split-seed N (42)\n"
         "         --classnames FILE  --names-form coop|paper  --fewshot-dir DIR\n"
         "         --cache DIR (features, splits, demo files)  --dump-features FILE\n"
+        "         --skip-bad (report unreadable images and train without them)\n"
         "prompt:  --recipe paper|coop (paper: AdamW 3e-4 wd 0.01, bare names, eot pooling,\n"
         "         logit scale 100; coop: SGD 2e-3 cosine + 1 warm-up epoch, \"X .. X name.\",\n"
         "         the model's logit scale)  --form template|paper  --pool eot|legacy\n"
