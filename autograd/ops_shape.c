@@ -38,13 +38,28 @@ typedef struct {
     int64_t as[4];  // stride in a of out dim k
 } PermPlan;
 
+// Out dims of size 1 are dropped and neighbours that are also neighbours
+// in a (as[k] = od[k+1] as[k+1]) merged, then the dims are right-aligned
+// with leading 1s: the inner loop runs over the longest run the layout
+// allows (a trailing size-1 dim would make every row one element long).
 static void permute_plan(const Tensor *a, const int64_t *perm, PermPlan *pp) {
-    int64_t st[4];
+    int64_t st[4], d[4], as[4];
     int64_t s = 1;
+    int n = 0;
     for (int k = a->ndim - 1; k >= 0; k--) st[k] = s, s *= a->shape[k];
+    for (int k = 0; k < a->ndim; k++) {
+        int64_t len = a->shape[perm[k]], stride = st[perm[k]];
+        if (len == 1) continue;
+        if (n > 0 && as[n - 1] == len * stride) {
+            d[n - 1] *= len, as[n - 1] = stride;   // merge with the previous dim
+            continue;
+        }
+        d[n] = len, as[n] = stride, n++;
+    }
     for (int k = 0; k < 4; k++) {
-        pp->od[k] = k < a->ndim ? a->shape[perm[k]] : 1;
-        pp->as[k] = k < a->ndim ? st[perm[k]] : 0;
+        int src = k - (4 - n);
+        pp->od[k] = src >= 0 ? d[src] : 1;
+        pp->as[k] = src >= 0 ? as[src] : 0;
     }
 }
 
