@@ -3,16 +3,22 @@
 // Dims: K classes, E embedding width, B batch, n images of a split.
 #include "train.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../datasets/dataset.h"
 #include "../mobileclip/safetensors.h"
 #include "rng.h"
 
-#define CKPT_FORMAT "mclip-coop-ckpt-1"
+#define CKPT_FORMAT "mclip-coop-ckpt-2"
+// Metadata key of the whole-file SHA-256 (computed with its own 64 hex
+// digits set to '0'); any changed, missing or extra byte breaks it.
+#define CKPT_FILE_SUM "file_sha256"
 
 CoopTrainCfg coop_train_defaults(void) {
     CoopTrainCfg c = {.opt = coop_opt_paper(), .epochs = 10, .batch = 16, .shuffle = 0,
@@ -84,6 +90,7 @@ typedef struct {
     int       n_evals, cap_evals;
     int64_t  *eval_step;
     double   *eval_train, *eval_val;
+    int       ckpt_ok;      // 1: the file at ckpt_path is known to be a good checkpoint
 } State;
 
 static void state_free(State *s) {
@@ -173,6 +180,128 @@ static void pack_state(const State *s, int64_t st[9]) {
     st[8] = s->n_evals;
 }
 
+// ---- checkpoint files ----
+//
+// Saving FILE: the new checkpoint is written as FILE.new (itself written to
+// a temp file, fsynced and renamed by st_writer_save), its whole-file
+// checksum patched in and fsynced; then FILE (when it is a known good
+// checkpoint) becomes FILE.prev (old FILE.prev removed, FILE hard-linked as
+// FILE.prev; a rename where links fail), the folder fsynced, FILE.new
+// renamed over FILE, the folder fsynced.  At every instant FILE or
+// FILE.prev is a complete checkpoint: until the link FILE is, then both
+// are, the last rename atomically swaps FILE for the new complete one.
+
+// fsync the folder holding path (renames made durable).
+static int ckpt_sync_dir(const char *path, McErr *err) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY);
+    if (fd < 0) return mc_err(err, "%s: cannot open its folder %s to sync it", path, dir);
+    int rc = fsync(fd);
+    close(fd);
+    return rc ? mc_err(err, "%s: fsync of folder %s failed", path, dir) : 0;
+}
+
+// Testing only: MCLIP_CKPT_PAUSE_MS=N sleeps N ms at each step of a save
+// (so that a kill can land between its writes and renames).
+static void ckpt_pause(void) {
+    const char *e = getenv("MCLIP_CKPT_PAUSE_MS");
+    long ms = e ? atol(e) : 0;
+    if (ms <= 0) return;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+// Offset of the 64 hex digits of the file checksum in a checkpoint image b
+// [n] (inside its JSON header), or -1 when absent.
+static long ckpt_sum_offset(const unsigned char *b, size_t n) {
+    static const char key[] = "\"" CKPT_FILE_SUM "\":\"";
+    size_t kl = sizeof key - 1;
+    if (n < 8) return -1;
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | b[i];   // little-endian length
+    if (hl > n - 8) return -1;
+    const unsigned char *h = b + 8;
+    for (size_t i = 0; i + kl + 65 <= hl; i++)
+        if (!memcmp(h + i, key, kl) && h[i + kl + 64] == '"') return (long)(8 + i + kl);
+    return -1;
+}
+
+// SHA-256 hex of the image b [n] with its checksum digits (at off) as '0'.
+static void ckpt_file_sum(unsigned char *b, size_t n, long off, char hex[65]) {
+    char keep[64];
+    memcpy(keep, b + off, 64);
+    memset(b + off, '0', 64);
+    ds_sha256_hex(b, n, hex);
+    memcpy(b + off, keep, 64);
+}
+
+// Whole file into memory (mc_malloc'd; *n its size).
+static unsigned char *ckpt_slurp(const char *path, size_t *n, McErr *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mc_err(err, "%s: cannot open the checkpoint", path);
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) || sb.st_size < 0) {
+        fclose(f);
+        mc_err(err, "%s: cannot stat the checkpoint", path);
+        return NULL;
+    }
+    *n = (size_t)sb.st_size;
+    unsigned char *b = mc_malloc(*n + 1);
+    size_t got = fread(b, 1, *n, f);
+    fclose(f);
+    if (got != *n) {
+        mc_free(b);
+        mc_err(err, "%s: short read (%zu of %zu bytes)", path, got, *n);
+        return NULL;
+    }
+    return b;
+}
+
+// Patch the whole-file checksum into the freshly written path, fsynced.
+static int ckpt_seal(const char *path, McErr *err) {
+    size_t n;
+    unsigned char *b = ckpt_slurp(path, &n, err);
+    if (!b) return -1;
+    long off = ckpt_sum_offset(b, n);
+    char hex[65];
+    if (off >= 0) ckpt_file_sum(b, n, off, hex);
+    mc_free(b);
+    if (off < 0) return mc_err(err, "%s: checksum field not found after writing", path);
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return mc_err(err, "%s: cannot reopen to seal it", path);
+    int ok = pwrite(fd, hex, 64, off) == 64 && fsync(fd) == 0;
+    close(fd);
+    return ok ? 0 : mc_err(err, "%s: writing its checksum failed", path);
+}
+
+// Move the finished path_new into place, keeping a good old one as .prev.
+static int ckpt_install(const char *path, const char *path_new, int keep_old, McErr *err) {
+    char prev[4096];
+    snprintf(prev, sizeof prev, "%s.prev", path);
+    struct stat sb;
+    ckpt_pause();
+    if (keep_old && stat(path, &sb) == 0) {
+        // FILE.prev as a second link to FILE, so FILE never goes missing;
+        // where hard links are not supported, a rename (FILE then missing
+        // until the next rename; resume sees FILE.new and uses FILE.prev).
+        if (unlink(prev) && stat(prev, &sb) == 0)
+            return mc_err(err, "%s: cannot remove the older checkpoint", prev);
+        if (link(path, prev) && rename(path, prev))
+            return mc_err(err, "%s: cannot link or rename it to %s", path, prev);
+        if (ckpt_sync_dir(path, err)) return -1;
+        ckpt_pause();
+    }
+    if (rename(path_new, path)) return mc_err(err, "%s: cannot rename it to %s", path_new, path);
+    return ckpt_sync_dir(path, err);
+}
+
 static int ckpt_write(const char *path, const char *fp, const CoopPrompt *p, const State *s,
                       int64_t n_train, McErr *err) {
     int64_t st[9];
@@ -204,8 +333,17 @@ static int ckpt_write(const char *path, const char *fp, const CoopPrompt *p, con
     st_writer_meta(w, "format", CKPT_FORMAT);
     st_writer_meta(w, "fingerprint", fp);
     st_writer_meta(w, "checksum", sum);
-    int rc = st_writer_save(w, path, err);
+    char zeros[65];
+    memset(zeros, '0', 64);
+    zeros[64] = 0;
+    st_writer_meta(w, CKPT_FILE_SUM, zeros);
+    // FILE.new written and sealed, then put in place (see above).
+    char path_new[4096];
+    snprintf(path_new, sizeof path_new, "%s.new", path);
+    int rc = st_writer_save(w, path_new, err);
     st_writer_free(w);
+    if (!rc) rc = ckpt_seal(path_new, err);
+    if (!rc) rc = ckpt_install(path, path_new, s->ckpt_ok, err);
     return rc;
 }
 
@@ -229,8 +367,38 @@ static int read_i64(StFile *f, const char *name, int64_t *dst, int64_t n, McErr 
 // checksum must hold.
 static int ckpt_read(const char *path, const char *fp, CoopPrompt *p, State *s,
                      int64_t n_train, McErr *err) {
-    StFile *f = st_open(path, err);
-    if (!f) return -1;
+    // The whole file's checksum first: any damaged, missing or extra byte.
+    size_t nb;
+    unsigned char *img = ckpt_slurp(path, &nb, err);
+    if (!img) return -1;
+    long off = ckpt_sum_offset(img, nb);
+    char fsum[65];
+    if (off >= 0) ckpt_file_sum(img, nb, off, fsum);
+    if (nb < 8 || off < 0 || memcmp(fsum, img + off, 64)) {
+        if (nb < 8) mc_err(err, "%s: checkpoint is %zu bytes (truncated)", path, nb);
+        else if (off < 0)
+            mc_err(err, "%s: no whole-file checksum found in the header (%zu bytes; truncated, "
+                   "damaged, or not a %s checkpoint)", path, nb, CKPT_FORMAT);
+        else {
+            // Say also when the (damaged) file names another configuration.
+            McErr e2;
+            StFile *g = st_open_mem(img, nb, path, &e2);
+            const char *gfp = g ? st_meta(g, "fingerprint") : NULL;
+            int foreign = gfp && strcmp(gfp, fp);
+            if (g) st_close(g);
+            mc_err(err, "%s: whole-file checksum mismatch (stored %.16s..., computed %.16s..., "
+                   "%zu bytes): the file is damaged or truncated%s", path,
+                   (const char *)img + off, fsum, nb,
+                   foreign ? "; it also belongs to another configuration or data set" : "");
+        }
+        mc_free(img);
+        return -1;
+    }
+    StFile *f = st_open_mem(img, nb, path, err);
+    if (!f) {
+        mc_free(img);
+        return -1;
+    }
     int rc = -1;
     int64_t st[9];
     const char *fmt = st_meta(f, "format"), *ffp = st_meta(f, "fingerprint");
@@ -295,6 +463,7 @@ static int ckpt_read(const char *path, const char *fp, CoopPrompt *p, State *s,
     rc = 0;
 done:
     st_close(f);
+    mc_free(img);
     return rc;
 }
 
@@ -384,14 +553,44 @@ int coop_train(const CoopTrainCfg *c, TextTower *tt, CoopPrompt *p, const CoopSe
     char fp[1024];
     fingerprint(fp, sizeof fp, c, p, cls, tr, va, E);
 
-    // Resume from the checkpoint when asked and present.
+    // Resume from the checkpoint when asked and present; a damaged or
+    // missing FILE falls back to FILE.prev (with a warning).
     struct stat stt;
     int rc = -1;
-    if (c->resume && c->ckpt_path && stat(c->ckpt_path, &stt) == 0) {
-        if (ckpt_read(c->ckpt_path, fp, p, &s, n, err)) goto done;
+    char prev[4096] = "";
+    if (c->ckpt_path) snprintf(prev, sizeof prev, "%s.prev", c->ckpt_path);
+    int have = c->ckpt_path && stat(c->ckpt_path, &stt) == 0;
+    // FILE missing counts as an interrupted save only while FILE.new is
+    // there; otherwise there is no checkpoint (a fresh start).
+    char pnew[4096] = "";
+    if (c->ckpt_path) snprintf(pnew, sizeof pnew, "%s.new", c->ckpt_path);
+    int have_prev = c->ckpt_path && stat(prev, &stt) == 0 &&
+                    (have || stat(pnew, &stt) == 0);
+    if (c->resume && (have || have_prev)) {
+        FILE *wf = c->progress ? c->progress : stderr;
+        McErr e1 = {{0}}, e2 = {{0}};
+        const char *from = c->ckpt_path;
+        if (!have || ckpt_read(c->ckpt_path, fp, p, &s, n, &e1)) {
+            if (!have)
+                snprintf(e1.msg, sizeof e1.msg, "%s: missing (a save was interrupted)",
+                         c->ckpt_path);
+            fprintf(wf, "warning: checkpoint not usable: %s\n", e1.msg);
+            if (!have_prev || ckpt_read(prev, fp, p, &s, n, &e2)) {
+                if (!have_prev) snprintf(e2.msg, sizeof e2.msg, "%s: missing", prev);
+                mc_err(err, "no usable checkpoint to resume from:\n  %s\n  %s\nremove %s and "
+                       "%s to start over", e1.msg, e2.msg, c->ckpt_path, prev);
+                goto done;
+            }
+            from = prev;
+            res->resumed_from_prev = 1;
+            fprintf(wf, "warning: resuming from the previous checkpoint %s\n", prev);
+            fflush(wf);
+        } else {
+            s.ckpt_ok = 1;
+        }
         res->resumed = 1, res->resumed_at = s.step;
         if (c->progress)
-            fprintf(c->progress, "resumed from %s at step %lld/%lld\n", c->ckpt_path,
+            fprintf(c->progress, "resumed from %s at step %lld/%lld\n", from,
                     (long long)s.step, (long long)s.total);
     }
 
@@ -439,10 +638,13 @@ int coop_train(const CoopTrainCfg *c, TextTower *tt, CoopPrompt *p, const CoopSe
         int last = s.step == s.total;
         if ((c->eval_every > 0 && s.step % c->eval_every == 0) || last)
             if (do_eval(c, e, p, cls, tr, va, &s, err)) goto done_e;
-        if (c->ckpt_path && (s.step % (c->ckpt_every > 0 ? c->ckpt_every : 1) == 0 || last))
+        if (c->ckpt_path && (s.step % (c->ckpt_every > 0 ? c->ckpt_every : 1) == 0 || last)) {
             if (ckpt_write(c->ckpt_path, fp, p, &s, n, err)) goto done_e;
+            s.ckpt_ok = 1;
+        }
         if (c->stop_after > 0 && done_here >= c->stop_after && !last) {
             if (c->ckpt_path && ckpt_write(c->ckpt_path, fp, p, &s, n, err)) goto done_e;
+            s.ckpt_ok = 1;
             rc = -2;
             goto done_e;
         }

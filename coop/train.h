@@ -26,6 +26,13 @@
 // fresh when there is none); since every computation is deterministic for a
 // fixed thread count, the result is bit-identical to an uninterrupted run.
 // A checkpoint of another configuration, or a damaged one, is refused.
+// The previous good checkpoint is kept as ckpt_path.prev (renamed aside
+// before the new one, written as ckpt_path.new, is renamed into place; the
+// folder fsynced after each rename), and a whole-file SHA-256 in the header
+// catches any changed, missing or extra byte.  On resume a damaged or
+// missing checkpoint falls back to .prev with a warning naming the file
+// and its fault; when neither is usable the call fails (it never starts
+// over silently).
 //
 // Progress (stderr, one line per step):
 //   step  120/2000 | loss 1.8342 | lr 2.00e-03 | 38.2 ms | ETA 1m12s
@@ -90,6 +97,7 @@ typedef struct CoopTrainResult {
     double  ms_per_step;      // mean over this call's steps (the first excluded when > 1)
     int     resumed;          // 1: continued from a checkpoint
     int64_t resumed_at;       // its step
+    int     resumed_from_prev; // 1: the checkpoint was damaged or missing; its .prev was used
     float  *loss;             // [steps] training loss per step
     int     n_evals;
     int64_t *eval_step;       // [n_evals]

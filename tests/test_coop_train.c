@@ -381,7 +381,11 @@ static void check_training(McModel *m) {
           !memcmp(pf.ctx, ref, (size_t)p.ctx->n * sizeof *ref), "last prompt file differs");
     coop_promptfile_free(&pf);
 
-    // A damaged checkpoint (one byte of ctx flipped) is refused.
+    // A damaged checkpoint (one byte of ctx flipped) is refused (its .prev,
+    // which resume would fall back to, removed first).
+    char ckprev[600];
+    snprintf(ckprev, sizeof ckprev, "%s.prev", ckpt);
+    unlink(ckprev);
     FILE *f = fopen(ckpt, "r+b");
     CHECK(f != NULL, "open %s", ckpt);
     if (f) {
