@@ -101,6 +101,7 @@ static int huff_build(HuffTable *t, const uint8_t counts[16], const uint8_t *sym
         int cnt = counts[len - 1];
         // Codes of this length: code .. code + cnt - 1, into the lookup table.
         for (int i = 0; i < cnt; i++, code++, k++) {
+            if (code >= (1 << len)) return -1;   // more codes than len bits can hold
             if (len <= LUT_BITS) {
                 int lo = code << (LUT_BITS - len), span = 1 << (LUT_BITS - len);
                 for (int j = 0; j < span; j++)
@@ -108,7 +109,6 @@ static int huff_build(HuffTable *t, const uint8_t counts[16], const uint8_t *sym
             }
         }
         t->maxcode[len] = cnt ? code - 1 : -1;
-        if (code > (1 << len)) return -1;   // more codes than len bits can hold
         code <<= 1;
     }
     t->maxcode[17] = 0x7FFFFFFF;

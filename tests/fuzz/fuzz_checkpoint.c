@@ -2,7 +2,7 @@
 // (coop/train.h): arbitrary bytes as the checkpoint that coop_train resumes
 // from.  The checkpoint reader is internal to the training loop, so the
 // harness sets up a tiny training run once (a random text-only model of
-// width 32 and 2 layers, K = 3 classes, 6 training and 3 validation
+// width 16 and 1 layer, K = 3 classes, 6 training and 3 validation
 // features, 2 steps, a checkpoint every step) and calls coop_train with
 // resume on for every input, written to a temp file named fuzz.ckpt.
 //
@@ -11,10 +11,14 @@
 // since the fingerprint and the SHA-256 checksum must match) must resume
 // at a step within the run and finish it.
 //
-// Seeds: with FUZZ_CHECKPOINT_SEEDS=<dir> in the environment the first
-// call also writes valid checkpoints of this configuration (after step 1
-// and at the end) and its best/last prompt files into <dir>; that is how
+// Seeds: with FUZZ_CHECKPOINT_SEEDS=<dir> in the environment the setup
+// also writes valid checkpoints of this configuration (after step 1 and at
+// the end) and its best/last prompt files into <dir>; that is how
 // tests/fuzz/corpus/checkpoint/ and the prompt file seeds were made.
+// tests/fuzz/run.sh points it at the working corpus, so every run starts
+// from checkpoints of the current format even when the committed seeds
+// have gone stale (under libFuzzer the setup runs in LLVMFuzzerInitialize,
+// before the corpus is read).
 #include "fuzz_common.h"
 
 #include "../../coop/randmodel.h"
@@ -22,7 +26,7 @@
 #include "../../mobileclip/model.h"
 
 #define FUZZ_CK_NAME "fuzz.ckpt"
-enum { FUZZ_CK_K = 3, FUZZ_CK_NT = 6, FUZZ_CK_NV = 3, FUZZ_CK_W = 32, FUZZ_CK_E = 16 };
+enum { FUZZ_CK_K = 3, FUZZ_CK_NT = 6, FUZZ_CK_NV = 3, FUZZ_CK_W = 16, FUZZ_CK_E = 8 };
 
 static struct {
     McModel *model;
@@ -60,7 +64,7 @@ static void fuzz_ck_setup(void) {
     McModelConfig c = *mc_config_find("S0");
     c.name = "custom";
     c.text = (McTextConfig){.vocab = 64, .context = 77, .width = FUZZ_CK_W, .heads = 1,
-                            .layers = 2, .embed = FUZZ_CK_E, .causal = 0};
+                            .layers = 1, .embed = FUZZ_CK_E, .causal = 0};
     McErr err;
     const char *mp = fuzz_write_file("model.safetensors", (const uint8_t *)"", 0);
     FUZZ_REQUIRE(coop_randmodel_write(mp, &c, 3, 1, &err) == 0, "%s", err.msg);
@@ -96,6 +100,17 @@ static int fuzz_ck_train(const CoopTrainCfg *tc, CoopTrainResult *res, McErr *er
     return rc;
 }
 
+// Remove what an earlier run left beside a checkpoint (coop_train keeps the
+// previous good checkpoint as FILE.prev and falls back to it, and writes
+// FILE.new first), so each input is judged alone.
+static void fuzz_ck_unlink_side(const char *path) {
+    char side[512];
+    snprintf(side, sizeof side, "%s.prev", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s.new", path);
+    unlink(side);
+}
+
 // Copy file src to dir/name.
 static void fuzz_ck_copy(const char *src, const char *dir, const char *name) {
     char dst[512];
@@ -114,6 +129,7 @@ static void fuzz_ck_write_seeds(const char *dir) {
     snprintf(best, sizeof best, "%s.best.prompt", ck);
     snprintf(last, sizeof last, "%s.last.prompt", ck);
     unlink(ck);
+    fuzz_ck_unlink_side(ck);
     CoopTrainCfg tc = fuzz_ck_cfg(ck);
     tc.best_path = best, tc.last_path = last;
     CoopTrainResult res;
@@ -130,15 +146,20 @@ static void fuzz_ck_write_seeds(const char *dir) {
     fuzz_ck_copy(last, dir, "last.prompt");
     unlink(best);
     unlink(last);
+    unlink(ck);
+    fuzz_ck_unlink_side(ck);
+}
+
+static void fuzz_ck_init(void) {
+    fuzz_ck_setup();
+    const char *dir = getenv("FUZZ_CHECKPOINT_SEEDS");
+    if (dir && *dir) fuzz_ck_write_seeds(dir);
 }
 
 static int fuzz_checkpoint(const uint8_t *data, size_t size) {
-    if (!fuzz_ck.model) {
-        fuzz_ck_setup();
-        const char *dir = getenv("FUZZ_CHECKPOINT_SEEDS");
-        if (dir && *dir) fuzz_ck_write_seeds(dir);
-    }
+    if (!fuzz_ck.model) fuzz_ck_init();
     const char *path = fuzz_write_file(FUZZ_CK_NAME, data, size);
+    fuzz_ck_unlink_side(path);
     CoopTrainCfg tc = fuzz_ck_cfg(path);
     CoopTrainResult res;
     McErr err = {{0}};
@@ -154,5 +175,13 @@ static int fuzz_checkpoint(const uint8_t *data, size_t size) {
     coop_train_result_free(&res);
     return 0;
 }
+
+#ifndef FUZZ_NO_MAIN
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    fuzz_ck_init();
+    return 0;
+}
+#endif
 
 FUZZ_ENTRY(fuzz_checkpoint)

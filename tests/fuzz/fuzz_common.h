@@ -17,6 +17,7 @@
 #ifndef MCLIP_FUZZ_COMMON_H
 #define MCLIP_FUZZ_COMMON_H
 
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,8 +58,16 @@ static char fuzz_dir[256];
 static char fuzz_files[8][320];
 static int  fuzz_n_files;
 
+// Remove the temp folder and everything in it (readers may have added
+// side files, such as a checkpoint's FILE.prev).
 static inline void fuzz_cleanup(void) {
-    for (int i = 0; i < fuzz_n_files; i++) unlink(fuzz_files[i]);
+    DIR *d = fuzz_dir[0] ? opendir(fuzz_dir) : NULL;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", fuzz_dir, e->d_name);
+        if (e->d_name[0] != '.' || (e->d_name[1] && strcmp(e->d_name, ".."))) unlink(p);
+    }
+    if (d) closedir(d);
     if (fuzz_dir[0]) rmdir(fuzz_dir);
 }
 
@@ -86,6 +95,7 @@ static inline const char *fuzz_write_file(const char *base, const uint8_t *data,
         FUZZ_REQUIRE(fuzz_n_files < 8, "too many temp files");
         snprintf(fuzz_files[fuzz_n_files++], sizeof fuzz_files[0], "%s", path);
     }
+    unlink(fuzz_files[slot]);   // a fresh file, even if a reader hard-linked the old one
     FILE *fp = fopen(fuzz_files[slot], "wb");
     FUZZ_REQUIRE(fp != NULL, "cannot write %s", fuzz_files[slot]);
     FUZZ_REQUIRE(fwrite(data, 1, size, fp) == size, "short write to %s", fuzz_files[slot]);

@@ -26,8 +26,10 @@ for n in $names; do
         [ -d "$s" ] && seeds="$seeds $s"
     done
     log="$dir/fuzz_$n.log"
-    # -timeout: one input taking 25 s is a hang; -rss_limit_mb: 2 GiB.
-    "$dir/fuzz_$n" -max_total_time="$secs" -timeout=25 -rss_limit_mb=2048 \
+    # The checkpoint harness adds checkpoints of the current format to its
+    # working corpus; -timeout: one input taking 25 s is a hang;
+    # -rss_limit_mb: 2 GiB.
+    FUZZ_CHECKPOINT_SEEDS="$dir/corpus/$n" "$dir/fuzz_$n" -max_total_time="$secs" -timeout=25 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$dir/artifacts/$n-" \
         "$dir/corpus/$n" $seeds > "$log" 2>&1
     rc=$?
