@@ -20,7 +20,9 @@
 // evaluated in float.  Phi(x) = erfc(z)/2 for x < 0, 1 - erfc(z)/2 else, so
 // Phi keeps relative accuracy in the far negative tail (no 1 + erf(x)
 // cancellation) and its absolute error is <= 2e-7 everywhere.  The same
-// exp(-z^2) = exp(-x^2/2) gives the pdf phi for the GELU backward.
+// exp(-z^2) = exp(-x^2/2) gives the pdf phi for the GELU backward.  The
+// GELU forward (v_gelu) uses a shorter degree-8 fit of the same form over
+// the range where exp(-z^2) is not flushed (see there).
 #include "../simd.h"
 
 #include <math.h>
@@ -46,9 +48,8 @@ static inline float s_pdf(float x) { return INV_SQRT_2PI * expf(-0.5f * x * x); 
 #define EXP_X_MIN  (-88.0f)                 // below: result 0
 #define EXP_X_MAX  88.0f                    // above: clamped (callers stay <= 0)
 
-// e^x (see the file header).
-static inline mc_vf v_exp(mc_vf x) {
-    x = mc_vmin(mc_vmax(x, mc_vset1(EXP_X_MIN)), mc_vset1(EXP_X_MAX));
+// e^x for x in [EXP_X_MIN, EXP_X_MAX] (see the file header).
+static inline mc_vf v_exp_core(mc_vf x) {
     // Range reduction: x = n ln2 + r.
     mc_vf n = mc_vround(mc_vmul(x, mc_vset1(EXP_LOG2E)));
     mc_vf r = mc_vfma(n, mc_vset1(-EXP_LN2_HI), x);
@@ -65,6 +66,14 @@ static inline mc_vf v_exp(mc_vf x) {
     // Scale by 2^n.
     return mc_vmul(p, mc_vpow2i(n));
 }
+
+// e^x (see the file header).
+static inline mc_vf v_exp(mc_vf x) {
+    return v_exp_core(mc_vmin(mc_vmax(x, mc_vset1(EXP_X_MIN)), mc_vset1(EXP_X_MAX)));
+}
+
+// e^x for x <= 0 (one clamp fewer).
+static inline mc_vf v_exp_nonpos(mc_vf x) { return v_exp_core(mc_vmax(x, mc_vset1(EXP_X_MIN))); }
 
 // erfc(z) exp(z^2) = t Q(t), t = 1 / (1 + ERFC_P z): coefficients of Q in
 // increasing powers of t (fit described in the file header).
@@ -88,6 +97,33 @@ static inline mc_vf v_phi(mc_vf x, mc_vf *pdf) {
     mc_vf h = mc_vmul(mc_vmul(mc_vset1(0.5f), mc_vmul(t, q)), e);
     *pdf = mc_vmul(e, mc_vset1(INV_SQRT_2PI));
     return mc_vsel_neg(x, h, mc_vsub(mc_vset1(1.0f), h));
+}
+
+// GELU forward, x Phi(x), with fewer operations than x v_phi(x): erfc by
+// a degree-8 Q8 (t = 1 / (1 + 0.37 z), fitted like erfc_q but over z <=
+// 9.4 only, where exp(-z^2) is still above the 2^-127 flush: 1.6e-8
+// relative in exact arithmetic, 3.9e-7 evaluated in float), the 1/2 of
+// Phi folded into the coefficients (exact), and
+//   x Phi(x) = max(x, 0) - |x| Phi(-|x|)
+// as one FMA instead of a select, a subtraction and a product.
+#define GELU_P 0.37f
+static const float gelu_q_half[9] = {
+    0.5f * 0.20881483f, 0.5f * 0.207411885f, 0.5f * 0.206379175f, 0.5f * 0.106039889f,
+    0.5f * 0.311914921f, 0.5f * -0.286907703f, 0.5f * 0.488227755f, 0.5f * -0.303940952f,
+    0.5f * 0.0620601363f,
+};
+
+static inline mc_vf v_gelu(mc_vf x) {
+    mc_vf nx = mc_vsub(mc_vzero(), x);
+    mc_vf ax = mc_vmax(x, nx), nax = mc_vmin(x, nx);
+    mc_vf z = mc_vmul(ax, mc_vset1(SQRT1_2));
+    // h = Phi(-|x|) = erfc(z) / 2 = t Q8(t) / 2 exp(-z^2)
+    mc_vf t = mc_vdiv(mc_vset1(1.0f), mc_vfma(z, mc_vset1(GELU_P), mc_vset1(1.0f)));
+    mc_vf q = mc_vset1(gelu_q_half[8]);
+    for (int k = 7; k >= 0; k--) q = mc_vfma(q, t, mc_vset1(gelu_q_half[k]));
+    mc_vf e = v_exp_nonpos(mc_vmul(mc_vmul(nax, ax), mc_vset1(0.5f)));   // exp(-x^2 / 2)
+    mc_vf h = mc_vmul(mc_vmul(t, q), e);
+    return mc_vfma(nax, h, mc_vmax(x, mc_vzero()));
 }
 
 #endif  // MC_SIMD
@@ -127,10 +163,7 @@ static void k_axpy(float *y, float a, const float *x, int64_t n) {
 static void k_gelu_forward(float *out, const float *x, int64_t n) {
     int64_t i = 0;
 #if MC_SIMD
-    for (; i + MC_VW <= n; i += MC_VW) {
-        mc_vf v = mc_vload(x + i), pdf;
-        mc_vstore(out + i, mc_vmul(v, v_phi(v, &pdf)));
-    }
+    for (; i + MC_VW <= n; i += MC_VW) mc_vstore(out + i, v_gelu(mc_vload(x + i)));
 #endif
     for (; i < n; i++) out[i] = x[i] * s_phi(x[i]);
 }
