@@ -4,7 +4,8 @@
 //   mclip coop train --model FILE|NAME (--dataset NAME --root DIR | --data PATH |
 //                    --features FILE) [options]           results JSON on stdout
 //   mclip coop eval  --model FILE|NAME --prompt FILE (data options) [--split val|test]
-//                    [--confusion OUT.csv]                results JSON on stdout
+//                    [--confusion OUT.csv] [--subsample base|new|all | --base-to-new]
+//                                                         results JSON on stdout
 //   mclip coop grad  --model FILE --prompt FILE --classes NAME... --image PATH...
 //                    --labels N... --out OUT.safetensors
 //
@@ -69,6 +70,8 @@ typedef struct {
     const char *names_form, *cache, *fewshot_dir, *prompt, *split, *confusion, *out;
     const char *out_last, *ckpt, *init, *logit_scale, *recipe, *optim, *schedule, *form;
     const char *pool, *class_pos, *shots, *sampler, *dump_features;
+    const char *subsample;   // base | new | all (base-to-new, CoOp)
+    int base_to_new;         // eval: both halves and their harmonic mean
     int demo, csc, n_ctx, epochs, batch, eval_every, ckpt_every, resume, threads, chunk;
     int fp16, shuffle, warmup_epochs, demo_classes, skip_bad;
     int64_t steps, stop_after;
@@ -107,6 +110,7 @@ static int parse_common(Args *a, int argc, char **argv, int *i, const char *cmd)
     STR("--recipe", recipe) STR("--optim", optim) STR("--schedule", schedule)
     STR("--form", form) STR("--pool", pool) STR("--class-pos", class_pos) STR("--shots", shots)
     STR("--sampler", sampler) STR("--dump-features", dump_features)
+    STR("--subsample", subsample) FLAG("--base-to-new", base_to_new, 1)
     INT("--n-ctx", n_ctx) INT("--epochs", epochs) INT("--batch", batch)
     INT("--eval-every", eval_every) INT("--ckpt-every", ckpt_every) INT("--threads", threads)
     INT("--chunk", chunk) INT("--warmup-epochs", warmup_epochs)
@@ -442,6 +446,72 @@ static int dump_features(const Data *d, int64_t E, const char *path, McErr *err)
     return rc;
 }
 
+// ---- base-to-new class subsets ----
+//
+// CoOp's subsample_classes (paper-protocol.md, datasets/metrics.h): of K
+// classes the first ceil(K/2) labels are "base", the rest "new".  A subset
+// keeps the items of its classes, in their order, with labels remapped to
+// 0.. and the subset's class names; a prompt trained on base is evaluated
+// on new with the new names (a unified context does not depend on them).
+
+enum { SUB_ALL = 0, SUB_BASE = 1, SUB_NEW = 2 };
+
+static int subsample_parse(const char *s) {
+    if (!s || !strcmp(s, "all")) return SUB_ALL;
+    if (!strcmp(s, "base")) return SUB_BASE;
+    if (!strcmp(s, "new")) return SUB_NEW;
+    return -1;
+}
+
+static const char *subsample_name(int mode) {
+    return mode == SUB_BASE ? "base" : mode == SUB_NEW ? "new" : "all";
+}
+
+// dst = the items of src whose label is in the subset's range, remapped;
+// rows are E floats.  dst owns fresh copies (dst->ds is NULL).
+static void data_subset(const Data *src, int mode, int64_t E, Data *dst) {
+    memset(dst, 0, sizeof *dst);
+    int nb = mt_base_count(src->K);
+    int lo = mode == SUB_NEW ? nb : 0, hi = mode == SUB_BASE ? nb : src->K;
+    dst->K = hi - lo;
+    dst->classes = mc_calloc((size_t)dst->K + 1, sizeof *dst->classes);
+    for (int k = 0; k < dst->K; k++) dst->classes[k] = xstrdup(src->classes[lo + k]);
+    for (int s = 0; s < 2; s++) {
+        dst->feat[s] = mc_malloc((size_t)(src->n[s] * E + 1) * sizeof(float));
+        dst->labels[s] = mc_malloc((size_t)(src->n[s] + 1) * sizeof(int32_t));
+        for (int64_t i = 0; i < src->n[s]; i++) {
+            int32_t l = src->labels[s][i];
+            if (l < lo || l >= hi) continue;
+            memcpy(dst->feat[s] + dst->n[s] * E, src->feat[s] + i * E,
+                   (size_t)E * sizeof(float));
+            dst->labels[s][dst->n[s]++] = l - lo;
+        }
+    }
+    snprintf(dst->source, sizeof dst->source, "%s", src->source);
+    dst->shots = src->shots;
+}
+
+// Replace d by its subset (no-op for all).
+static void data_restrict(Data *d, int mode, int64_t E) {
+    if (mode == SUB_ALL) return;
+    Data t;
+    data_subset(d, mode, E, &t);
+    t.ds = d->ds;
+    d->ds = NULL;
+    data_free(d);
+    *d = t;
+}
+
+// A class-specific context belongs to its training classes: refuse it on
+// the new classes.
+static int subsample_check_csc(int csc, int mode, McErr *err) {
+    if (csc && mode == SUB_NEW)
+        return mc_err(err, "a class-specific prompt (--csc) has one context per training "
+                      "class and cannot be evaluated on new classes; base-to-new needs a "
+                      "unified context");
+    return 0;
+}
+
 // ---- prompts ----
 
 // Prompt configuration from the flags; defaults follow the recipe.
@@ -508,6 +578,8 @@ static void train_usage(FILE *f) {
         "         --classnames FILE  --names-form coop|paper  --fewshot-dir DIR\n"
         "         --cache DIR (features, splits, demo files)  --dump-features FILE\n"
         "         --skip-bad (report unreadable images and train without them)\n"
+        "         --subsample base|new|all (all; CoOp's base-to-new: base = the first\n"
+        "         ceil(K/2) classes, new = the rest, labels remapped to 0..)\n"
         "prompt:  --recipe paper|coop (paper: AdamW 3e-4 wd 0.01, bare names, eot pooling,\n"
         "         logit scale 100; coop: SGD 2e-3 cosine + 1 warm-up epoch, \"X .. X name.\",\n"
         "         the model's logit scale)  --form template|paper  --pool eot|legacy\n"
@@ -558,6 +630,7 @@ static void json_results(const Args *a, const McModel *m, int random, const Data
     mt_json_int(j, "random_weights", random);
     mt_json_str(j, "data", d->source);
     mt_json_int(j, "classes", d->K);
+    mt_json_str(j, "subsample", subsample_name(subsample_parse(a->subsample)));
     mt_json_int(j, "shots", d->shots);
     mt_json_int(j, "n_train", d->n[0]);
     mt_json_int(j, "n_val", d->n[1]);
@@ -594,7 +667,6 @@ static void json_results(const Args *a, const McModel *m, int random, const Data
     printf("%s\n", mt_json_text(j));
     fflush(stdout);
     mt_json_free(j);
-    (void)a;
 }
 
 // Shared setup of train/eval: model path, model, hash.
@@ -653,6 +725,13 @@ static int cmd_train(int argc, char **argv) {
         args_free(&a);
         return 2;
     }
+    int sub = subsample_parse(a.subsample);
+    if (sub < 0 || a.base_to_new) {
+        fprintf(stderr, "mclip coop train: %s\n", sub < 0
+                ? "--subsample: expected base, new or all" : "--base-to-new is an eval option");
+        args_free(&a);
+        return 2;
+    }
     // Demo defaults: 4 generated classes, the paper's recipe but AdamW at lr
     // 2e-3 (the random-weight features separate within tens of steps), all
     // 32 training images per step, 60 steps, an evaluation every 10.
@@ -673,6 +752,9 @@ static int cmd_train(int argc, char **argv) {
     if (open_model(&mc, &a, &err)) goto fail;
     if (load_data(&d, &a, mc.m, mc.sha, mc.cache, DS_VAL, 1, &err)) goto fail;
     int64_t E = mc.m->text.cfg.embed;
+    // Base-to-new: keep the subset's classes (--dump-features writes it).
+    if (subsample_check_csc(a.csc, sub, &err)) goto fail;
+    data_restrict(&d, sub, E);
     if (a.dump_features && dump_features(&d, E, a.dump_features, &err)) goto fail;
     fprintf(stderr, "data %s: %d classes, %lld train, %lld val images\n", d.source, d.K,
             (long long)d.n[0], (long long)d.n[1]);
@@ -776,8 +858,12 @@ static void eval_usage(FILE *f) {
         "usage: mclip coop eval --model FILE|NAME --prompt FILE (--dataset NAME --root DIR |\n"
         "                       --data PATH | --features FILE | --demo) [--split val|test]\n"
         "                       [--confusion OUT.csv] [--logit-scale model|X] [--threads N]\n"
+        "                       [--subsample base|new|all | --base-to-new]\n"
         "Accuracy, macro-F1 and per-class accuracy as JSON on stdout; the prompt file is an\n"
-        "mclip prompt or a paper .pt prompt (its pooling rule is kept).\n");
+        "mclip prompt or a paper .pt prompt (its pooling rule is kept).\n"
+        "--subsample: CoOp's base (first ceil(K/2) classes) or new (the rest) half only;\n"
+        "--base-to-new: base and new accuracy with the same prompt and their harmonic mean\n"
+        "(the other fields then describe the base half).\n");
 }
 
 static int cmd_eval(int argc, char **argv) {
@@ -819,12 +905,27 @@ static int cmd_eval(int argc, char **argv) {
         args_free(&a);
         return 2;
     }
+    // Base-to-new: the half evaluated (--base-to-new: base, then new).
+    int sub = subsample_parse(a.subsample);
+    if (sub < 0 || (a.base_to_new && a.subsample)) {
+        fprintf(stderr, "mclip coop eval: %s\n", sub < 0
+                ? "--subsample: expected base, new or all"
+                : "--base-to-new evaluates both halves; drop --subsample");
+        args_free(&a);
+        return 2;
+    }
+    if (a.base_to_new) sub = SUB_BASE;
+    Data dn = {0};
+    CoopSeqs cls_n = {0};
     if (open_model(&mc, &a, &err)) goto fail;
     if (coop_promptfile_load(a.prompt, &pf, &err) ||
         coop_promptfile_check(&pf, mc.m->name, mc.m->text.cfg.width, &err) ||
         coop_promptfile_prompt(&pf, &p, &err))
         goto fail;
     if (load_data(&d, &a, mc.m, mc.sha, mc.cache, split, 0, &err)) goto fail;
+    if (subsample_check_csc(p.cfg.csc, a.base_to_new ? SUB_NEW : sub, &err)) goto fail;
+    if (a.base_to_new) data_subset(&d, SUB_NEW, mc.m->text.cfg.embed, &dn);
+    data_restrict(&d, sub, mc.m->text.cfg.embed);
     if (pf.n_names && pf.n_names == d.K) {
         char s1[41], s2[41];
         coop_classnames_sha1(pf.classnames, pf.n_names, s1);
@@ -835,6 +936,8 @@ static int cmd_eval(int argc, char **argv) {
     }
     tok = load_tokenizer(&err);
     if (!tok || class_rows(&cls, &p, &mc.m->text, tok, d.classes, d.K, &err)) goto fail;
+    if (a.base_to_new && class_rows(&cls_n, &p, &mc.m->text, tok, dn.classes, dn.K, &err))
+        goto fail;
 
     // Predictions on the split, then the metrics.
     e = coop_engine_new(&mc.m->text, a.chunk);
@@ -874,6 +977,24 @@ static int cmd_eval(int argc, char **argv) {
     mt_json_num(j, "loss", loss);
     mt_json_nums(j, "per_class_accuracy", pca, d.K);
     if (a.confusion) mt_json_str(j, "confusion_csv", a.confusion);
+    mt_json_str(j, "subsample", a.base_to_new ? "base-to-new" : subsample_name(sub));
+    if (a.base_to_new) {
+        // The new half with the same prompt, then H = 2 b n / (b + n).
+        CoopTrainSet sn = {dn.feat[1], dn.labels[1], dn.n[1]};
+        int *pred_n = mc_malloc((size_t)(sn.n + 1) * sizeof *pred_n);
+        double loss_n, acc_n = coop_evaluate(e, &p, &cls_n, &sn, scale, pred_n, NULL, &loss_n);
+        mc_free(pred_n);
+        fprintf(stderr, "base-to-new: base %.4f (%lld images, %d classes), new %.4f (%lld "
+                "images, %d classes), H %.4f\n", acc, (long long)s.n, d.K, acc_n,
+                (long long)sn.n, dn.K, mt_harmonic_mean(acc, acc_n));
+        mt_json_num(j, "base_accuracy", acc);
+        mt_json_num(j, "new_accuracy", acc_n);
+        mt_json_num(j, "harmonic_mean", mt_harmonic_mean(acc, acc_n));
+        mt_json_int(j, "n_base", s.n);
+        mt_json_int(j, "n_new", sn.n);
+        mt_json_int(j, "base_classes", d.K);
+        mt_json_int(j, "new_classes", dn.K);
+    }
     printf("%s\n", mt_json_text(j));
     mt_json_free(j);
     mc_free(truth), mc_free(pca);
@@ -885,6 +1006,8 @@ done:
     mc_free(pred);
     coop_engine_free(e);
     coop_seqs_free(&cls);
+    coop_seqs_free(&cls_n);
+    data_free(&dn);
     coop_prompt_free(&p);
     coop_promptfile_free(&pf);
     tok_free(tok);
