@@ -18,7 +18,8 @@
 //   check image ...              max |diff| / max |ref|
 //
 // Usage: bench_image --model PATH [--threads T] [--reps N] [--batch N]...
-//                    [--ref FILE] [--unfused]
+//                    [--ref FILE] [--unfused] [--clock wall|cpu]
+// (--clock cpu: the calling thread's CPU time, bench_util.h; one thread.)
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) mc_set_threads(atoi(argv[++i]));
+        else if (bench_clock_arg(argc, argv, &i)) continue;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc && nb < 8)
             batches[nb++] = atoi(argv[++i]);
@@ -112,7 +114,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--unfused")) fuse = 0;
         else {
             fprintf(stderr, "usage: %s --model PATH [--threads T] [--reps N] [--batch N]... "
-                    "[--ref FILE] [--unfused]\n", argv[0]);
+                    "[--ref FILE] [--unfused] [--clock wall|cpu]\n", argv[0]);
             return 2;
         }
     }
@@ -128,13 +130,14 @@ int main(int argc, char **argv) {
 
     // Load (timed once; the file is in the page cache after bench_text).
     McErr err;
-    double t0 = mc_time();
+    double t0 = bench_now();
     ImageTower *tw = load_image(model, fuse, &err);
     if (!tw) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    printf("image load       %10.2f %10.2f\n", (mc_time() - t0) * 1e3, (mc_time() - t0) * 1e3);
+    double tl = (bench_now() - t0) * 1e3;
+    printf("image load       %10.2f %10.2f\n", tl, tl);
     int bad = ref ? check_ref(ref, tw) : 0;
 
     int S = mc_config_find("S0")->image.image_size;
@@ -150,9 +153,9 @@ int main(int argc, char **argv) {
         for (int r = 0; r < reps; r++) {
             ag_graph_reset(g);
             double c0 = cpu_now();
-            t0 = mc_time();
+            t0 = bench_now();
             image_tower_forward(g, tw, x, NULL);
-            t[r] = mc_time() - t0;
+            t[r] = bench_now() - t0;
             cpu[r] = cpu_now() - c0;
         }
         double med, min, cmed, cmin;

@@ -28,7 +28,8 @@
 //
 // Usage: bench_text [--model PATH] [--write-model PATH] [--threads T]
 //                   [--reps N] [--loads N] [--ref FILE] [--classnames FILE]
-//                   [--profile]
+//                   [--profile] [--clock wall|cpu]
+// (--clock cpu: the calling thread's CPU time, bench_util.h; one thread.)
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,7 +175,7 @@ static void profile(const NnBlock *blk, int B, int T, int reps) {
     for (int op = 0; op < N_OPS; op++) {
         for (int r = -1; r < reps; r++) {
             ag_graph_reset(g);
-            double t0 = mc_time();
+            double t0 = bench_now();
             switch (op) {
             case 0: mc_layernorm_forward(y, NULL, NULL, x->data, blk->ln1_w->data,
                                          blk->ln1_b->data, R, W, 1e-5f); break;
@@ -187,7 +188,7 @@ static void profile(const NnBlock *blk, int B, int T, int reps) {
             case 6: mc_gelu_forward(y, h->data, (int64_t)R * M); break;
             case 7: ag_linear(g, h, blk->fc2_w, blk->fc2_b); break;
             }
-            if (r >= 0) t[r] = mc_time() - t0;
+            if (r >= 0) t[r] = bench_now() - t0;
         }
         bench_stats(t, reps, &med[op], &min[op]);
         tot += med[op];
@@ -215,6 +216,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--write-model") && i + 1 < argc) write = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) mc_set_threads(atoi(argv[++i]));
+        else if (bench_clock_arg(argc, argv, &i)) continue;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--loads") && i + 1 < argc) loads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ref") && i + 1 < argc) ref = argv[++i];
@@ -222,7 +224,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--profile")) prof = 1;
         else {
             fprintf(stderr, "usage: %s [--model PATH] [--write-model PATH] [--threads T] "
-                    "[--reps N] [--loads N] [--ref FILE] [--classnames FILE] [--profile]\n",
+                    "[--reps N] [--loads N] [--ref FILE] [--classnames FILE] [--profile] "
+                    "[--clock wall|cpu]\n",
                     argv[0]);
             return 2;
         }
@@ -266,21 +269,21 @@ int main(int argc, char **argv) {
     double *t = mc_malloc((size_t)(reps > loads ? reps : loads) * sizeof(double));
     int32_t *ids = NULL;
     for (int r = 0; r < reps; r++) {
-        double t0 = mc_time();
+        double t0 = bench_now();
         mc_free(ids);
         ids = tokenize_prompts(tok, names, B);
-        t[r] = mc_time() - t0;
+        t[r] = bench_now() - t0;
     }
     printf("# prompts   %d x %d tokens (\"" PROMPT_FMT "\")\n", B, TOK_CONTEXT, names[0]);
 
     // Text tower alone: load, then embed.
     TextTower tt;
-    double t0 = mc_time();
+    double t0 = bench_now();
     if (load_text(model, &tt, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    printf("# first text load %.1f ms (page cache state unknown)\n", (mc_time() - t0) * 1e3);
+    printf("# first text load %.1f ms (page cache state unknown)\n", (bench_now() - t0) * 1e3);
     Graph *g = ag_graph_new((size_t)1 << 24);
     g->grad_enabled = 0;
     Tensor *emb = text_tower_forward(g, &tt, ids, B, NULL, &err);   // warm-up
@@ -294,9 +297,9 @@ int main(int argc, char **argv) {
     for (int r = 0; r < reps; r++) {
         ag_graph_reset(g);
         double c0 = cpu_now();
-        t0 = mc_time();
+        t0 = bench_now();
         emb = text_tower_forward(g, &tt, ids, B, NULL, &err);
-        t[r] = mc_time() - t0;
+        t[r] = bench_now() - t0;
         cpu[r] = cpu_now() - c0;
     }
     char extra[96];
@@ -313,19 +316,19 @@ int main(int argc, char **argv) {
 
     // Load times (the file is now in the page cache).
     for (int r = 0; r < loads; r++) {
-        t0 = mc_time();
+        t0 = bench_now();
         if (load_text(model, &tt, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        t[r] = mc_time() - t0;
+        t[r] = bench_now() - t0;
         text_tower_free(&tt);
     }
     print_times("load_text", t, loads, "");
     for (int r = 0; r < loads; r++) {
-        t0 = mc_time();
+        t0 = bench_now();
         McModel *m = mc_model_load(model, "MobileCLIP2-S0", &err);
-        t[r] = mc_time() - t0;
+        t[r] = bench_now() - t0;
         if (!m) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
