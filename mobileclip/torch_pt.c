@@ -238,6 +238,12 @@ static int zip_inflate(PtFile *f, ZipEntry *e, McErr *err) {
         return mc_err(err, "%s: zip entry %s inflates to %llu bytes, over the %llu-byte limit",
                       f->path, e->name, (unsigned long long)e->size,
                       (unsigned long long)PT_MAX_INFLATE);
+    // DEFLATE expands at most 1032:1 (zlib's FAQ): a larger declared size is
+    // damage, refused before it is allocated.
+    if (e->size / 1032 > e->csize + 1)
+        return mc_err(err, "%s: zip entry %s declares %llu bytes from %llu compressed, more "
+                      "than DEFLATE can expand (corrupt file)", f->path, e->name,
+                      (unsigned long long)e->size, (unsigned long long)e->csize);
     e->owned = malloc(e->size ? (size_t)e->size : 1);
     if (!e->owned)
         return mc_err(err, "%s: out of memory inflating %s", f->path, e->name);
