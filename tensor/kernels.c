@@ -317,9 +317,12 @@ static void att_transpose(float *dst, int64_t ld, const float *src, int64_t lds,
 // dst [rows, cols] (contiguous) = src [rows, cols] (row stride lds) * scale.
 static void att_copy_scaled(float *dst, const float *src, int64_t lds, int rows, int cols,
                             float scale) {
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++)
-            dst[(int64_t)r * cols + c] = src[(int64_t)r * lds + c] * scale;
+    for (int r = 0; r < rows; r++) {
+        float *d = dst + (int64_t)r * cols;
+        const float *sr = src + (int64_t)r * lds;
+        #pragma omp simd
+        for (int c = 0; c < cols; c++) d[c] = sr[c] * scale;
+    }
 }
 
 void mc_attention_forward(float *out, float *att, const float *qkv, const float *mask,
