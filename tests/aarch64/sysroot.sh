@@ -19,7 +19,8 @@
 #      every link resolves inside DIR, for the linker (--sysroot) and for
 #      qemu-aarch64 -L DIR alike.
 # Idempotent: a package already unpacked (stamp DIR/.apt/done/<pkg>) is
-# skipped; package lists are read again only when missing.  Prints each step.
+# skipped, apt runs only when something is missing, and package lists are
+# read only when absent.  Prints each step.
 # The Makefile (ARCH=aarch64) uses DIR through SYSROOT=...
 set -eu
 
@@ -51,40 +52,47 @@ echo "sysroot: $dir"
 echo "  cross compiler $(command -v ${ma}-gcc) ($(${ma}-gcc -dumpversion))"
 echo "  emulator       $(command -v qemu-aarch64)"
 
-# 2. Private apt state: arm64 only, own lists and cache, empty dpkg status.
+# Packages not unpacked yet (stamp DIR/.apt/done/<pkg>).
 apt="$dir/.apt"
 mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/debs" "$apt/done"
-: > "$apt/status"
-set -- -o APT::Architecture=arm64 -o APT::Architectures=arm64 \
-       -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache" \
-       -o Dir::State::status="$apt/status" -o APT::Sandbox::User=root -q
-if ! ls "$apt/lists/"*_Packages >/dev/null 2>&1; then
-    echo "  reading arm64 package lists into $apt/lists"
-    apt-get "$@" update >"$apt/update.log" 2>&1 || {
-        cat "$apt/update.log" >&2
-        echo "sysroot.sh: apt-get update for arm64 failed (log above)" >&2
-        exit 1
-    }
-else
-    echo "  arm64 package lists present (rm -r $apt/lists to refresh)"
-fi
-
-# 3. Download and unpack what is not unpacked yet.
+todo=""
 for p in $pkgs; do
     if [ -e "$apt/done/$p" ]; then
-        echo "  have     $p"
-        continue
+        echo "  have     $p ($(cat "$apt/done/$p"))"
+    else
+        todo="$todo $p"
     fi
-    rm -f "$apt/debs/${p}_"*.deb
-    (cd "$apt/debs" && apt-get "$@" download "$p" >/dev/null) || {
-        echo "sysroot.sh: apt-get download $p (arm64) failed" >&2
-        exit 1
-    }
-    deb=$(ls "$apt/debs/${p}_"*.deb)
-    dpkg -x "$deb" "$dir"
-    basename "$deb" > "$apt/done/$p"
-    echo "  unpacked $(basename "$deb")"
 done
+
+if [ -n "$todo" ]; then
+    # 2. Private apt state: arm64 only, own lists and cache, empty dpkg
+    # status.  Lists are read when missing (rm -r DIR/.apt/lists to refresh).
+    : > "$apt/status"
+    set -- -o APT::Architecture=arm64 -o APT::Architectures=arm64 \
+           -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache" \
+           -o Dir::State::status="$apt/status" -o APT::Sandbox::User=root -q
+    if ! ls "$apt/lists/"*_Packages* >/dev/null 2>&1; then
+        echo "  reading arm64 package lists into $apt/lists"
+        apt-get "$@" update >"$apt/update.log" 2>&1 || {
+            cat "$apt/update.log" >&2
+            echo "sysroot.sh: apt-get update for arm64 failed (log above)" >&2
+            exit 1
+        }
+    fi
+
+    # 3. Download and unpack.
+    for p in $todo; do
+        rm -f "$apt/debs/${p}_"*.deb
+        (cd "$apt/debs" && apt-get "$@" download "$p" >/dev/null) || {
+            echo "sysroot.sh: apt-get download $p (arm64) failed" >&2
+            exit 1
+        }
+        deb=$(ls "$apt/debs/${p}_"*.deb)
+        dpkg -x "$deb" "$dir"
+        basename "$deb" > "$apt/done/$p"
+        echo "  unpacked $(basename "$deb")"
+    done
+fi
 
 # 4. The update-alternatives links of OpenBLAS, relative inside the sysroot.
 lib="$dir/usr/lib/$ma"
