@@ -10,8 +10,8 @@
 #   -t  threads (default: what `mclip info` reports, i.e. all cores)
 #   -m  model sizes to try (default: S0 S2 S3 S4 B L-14)
 #   -n  images per timed run (default 8), -k class prompts (default 32),
-#   -s  CoOp steps (default 3), -c cache folder for generated files
-#       (default: build/board-cache)
+#   -s  CoOp steps (default 3; 0 skips the CoOp step), -c cache folder for
+#       generated files (default: build/board-cache)
 #
 # What is measured (every time is wall clock, after the model is loaded):
 #   ms / image    `mclip embed --image` on -n copies of one small PNG of the
@@ -59,7 +59,7 @@ mkdir -p "$cache"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mclip-board.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 if [ -n "$threads" ]; then
-    export OMP_NUM_THREADS="$threads"
+    export MCLIP_THREADS="$threads" OMP_NUM_THREADS="$threads"
     topt="--threads $threads"
 else
     topt=""
@@ -107,7 +107,9 @@ peak_mib() {
 
 # ---- CoOp step (also writes the random-weight S0) ----
 coop_ms="n/a"; coop_rss="n/a"; coop_note="no 'coop' command in this binary"
-if "$bin" help 2>&1 | grep -q '^ *coop '; then
+if [ "$steps" = 0 ]; then
+    coop_note="skipped (-s 0)"
+elif "$bin" help 2>&1 | grep -q '^ *coop '; then
     echo "coop      mclip coop train --demo --steps $steps ..."
     # shellcheck disable=SC2086
     if run_timed "$tmp/coop" "$bin" coop train --demo --cache "$cache" --steps "$steps" \
@@ -197,4 +199,8 @@ echo "| model | weights | ms / image | ms / prompt | peak RSS MiB |"
 echo "|---|---|---|---|---|"
 printf '%s' "$rows"
 echo
-echo "CoOp step ($coop_note): $coop_ms ms / step, peak RSS $coop_rss MiB."
+if [ "$coop_ms" = n/a ]; then
+    echo "CoOp step: not measured ($coop_note)."
+else
+    echo "CoOp step ($coop_note): $coop_ms ms / step, peak RSS $coop_rss MiB."
+fi
