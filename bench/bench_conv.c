@@ -247,6 +247,7 @@ static int bench_one(const BenchConv *c, int N, int passes, double tot[2]) {
 
 int main(int argc, char **argv) {
     int batches[2] = {1, 32}, nb = 2, passes = 3;
+    const char *only = NULL;   // --only NAME: one shape
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) mc_set_threads(atoi(argv[++i]));
         else if (bench_clock_arg(argc, argv, &i)) continue;
@@ -255,6 +256,7 @@ int main(int argc, char **argv) {
             passes = !strcmp(argv[i], "fwd") ? 1 : !strcmp(argv[i], "bwdx") ? 2 : 3;
         }
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batches[0] = atoi(argv[++i]), nb = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--list")) {
             // name Cin H Cout k stride pad groups bias uses form
             for (int k = 0; k < N_SHAPES; k++) {
@@ -265,7 +267,7 @@ int main(int argc, char **argv) {
             return 0;
         } else {
             fprintf(stderr, "usage: %s [--threads T] [--clock wall|cpu] [--batch N] "
-                    "[--pass fwd|bwdx|both] [--list]\n", argv[0]);
+                    "[--pass fwd|bwdx|both] [--only NAME] [--list]\n", argv[0]);
             return 2;
         }
     }
@@ -288,7 +290,9 @@ int main(int argc, char **argv) {
     for (int bi = 0; bi < nb; bi++) {
         double tot[2] = {0, 0};
         for (int k = 0; k < N_SHAPES; k++)
-            if (bench_one(&shapes[k], batches[bi], passes, tot)) fail = 1;
+            if ((!only || !strcmp(only, shapes[k].name)) &&
+                bench_one(&shapes[k], batches[bi], passes, tot))
+                fail = 1;
         if (passes & 1)
             printf("total %-20s %3d %-9s %9.3f\n", "fused_S0_convs", batches[bi], "-",
                    tot[0] * 1e3);

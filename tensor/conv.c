@@ -182,6 +182,24 @@ static void dw_transposed(ConvShape *t, const ConvShape *s) {
     t->Cout = t->Cin;
 }
 
+// ---- depthwise, small planes: the channel-blocked path (conv.h) ----
+
+static int dw_cb_eligible(const ConvShape *s) {
+    return s->stride == 1 && s->Cout == s->Cin && s->Wo <= CONV_DW_CB_W;
+}
+
+// Phase-free padded row length and rows of the blocked input.
+static int dw_cb_wq(const ConvShape *s) { return CONV_DW_CB_W + s->kW - 1; }
+static int dw_cb_hq(const ConvShape *s) { return s->Ho + s->kH - 1; }
+
+// Per-thread floats: xp, yp, wp and the bias block.
+static size_t dw_cb_floats(const ConvShape *s) {
+    size_t xp = (size_t)dw_cb_hq(s) * dw_cb_wq(s) * CONV_DW_CB;
+    size_t yp = (size_t)s->Ho * CONV_DW_CB_W * CONV_DW_CB;
+    size_t wp = (size_t)s->kH * s->kW * CONV_DW_CB;
+    return round16(xp) + round16(yp) + round16(wp) + CONV_DW_CB;
+}
+
 static void dw_plan(DwPlan *d, const ConvShape *s, int passes) {
     d->s = s->stride;
     d->Hq = s->Ho + (s->kH - 1) / s->stride;
@@ -209,7 +227,11 @@ static void dw_plan(DwPlan *d, const ConvShape *s, int passes) {
         dw_plan(&dt, &t, CONV_PASS_FWD);
         size_t need = round16(dt.split) + round16((size_t)s->H * s->W) + round16(dt.ntap);
         if (need > d->per_thread) d->per_thread = need;
+        if (d->m == 1 && dw_cb_eligible(&t) && dw_cb_floats(&t) > d->per_thread)
+            d->per_thread = dw_cb_floats(&t);
     }
+    if ((passes & CONV_PASS_FWD) && dw_cb_eligible(s) && dw_cb_floats(s) > d->per_thread)
+        d->per_thread = dw_cb_floats(s);
     for (int q = 0; q < d->s && q < DW_MAX_PHASES; q++)
         valid_range(d->Wq, d->s, q - s->pad, s->W, &d->lo[q], &d->hi[q]);
 }
@@ -316,10 +338,88 @@ static void dw_flatten(float *dyf, const float *dy_o, const DwPlan *d, const Con
     for (int i = s->Ho * d->Wq; i < d->L; i++) dyf[i] = 0.0f;
 }
 
+// Run a small-plane shape (dw_cb_eligible) through the blocked kernel:
+//   y [N, C, Ho, Wo] (+)= bias + conv(x [N, C, H, W], w)
+// with w rotated by 180 degrees when `flip` (the transposed backward) and
+// the result added to y when `add`.  scratch: per_thread floats a thread
+// from `work`.
+static void dw_cb_run(float *y, const float *x, const float *w, const float *bias,
+                      const ConvShape *s, float *work, size_t per_thread, int flip, int add) {
+    const int CB = CONV_DW_CB, C = s->Cin, ntap = s->kH * s->kW;
+    const int Wq = dw_cb_wq(s), Hq = dw_cb_hq(s);
+    const size_t HW = (size_t)s->H * s->W, P = (size_t)s->Ho * s->Wo;
+    const size_t nxp = (size_t)Hq * Wq * CB, nyp = (size_t)s->Ho * CONV_DW_CB_W * CB;
+    const int nblk = (C + CB - 1) / CB;
+    const int64_t items = (int64_t)s->N * nblk;
+    ConvDwGeom g = {0};
+    g.Ho = s->Ho, g.Wo = s->Wo, g.s = 1, g.kH = s->kH, g.kW = s->kW, g.Wq = Wq;
+    g.ntap = ntap;
+    const ConvDwKernels *k = conv_dw();
+
+    #pragma omp parallel num_threads(mc_threads())
+    {
+        float *xp = work + (size_t)CONV_THREAD_ID() * per_thread;
+        float *yp = xp + round16(nxp), *wp = yp + round16(nyp);
+        float *bp = wp + round16((size_t)ntap * CB);
+        memset(xp, 0, nxp * sizeof(float));   // padding stays zero from here on
+        int packed = -1;                      // channel block whose weights are in wp
+        // Items run block-major, so a thread packs each block's weights once.
+        #pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            int64_t n = it % s->N;
+            int blk = (int)(it / s->N);
+            int c0 = blk * CB, nc = C - c0 < CB ? C - c0 : CB;
+            const float *x_n = x + ((size_t)n * C + c0) * HW;
+            if (nc < CB) memset(xp, 0, nxp * sizeof(float));   // idle lanes read zeros
+            if (nc == CB && s->W == 8) {   // whole blocks of 8 pixels x 8 channels
+                for (int i = 0; i < s->H; i++)
+                    for (int c8 = 0; c8 < CB; c8 += 8)
+                        k->t8(xp + ((size_t)(i + s->pad) * Wq + s->pad) * CB + c8, CB,
+                              x_n + (size_t)c8 * HW + (size_t)i * 8, HW, 0);
+            } else for (int c = 0; c < nc; c++) {
+                const float *xc = x_n + (size_t)c * HW;
+                for (int i = 0; i < s->H; i++) {
+                    float *dst = xp + ((size_t)(i + s->pad) * Wq + s->pad) * CB + c;
+                    for (int j = 0; j < s->W; j++) dst[(size_t)j * CB] = xc[(size_t)i * s->W + j];
+                }
+            }
+            for (int c = 0; c < CB && packed != blk; c++) {
+                const float *wc = w + (size_t)(c0 + c) * ntap;
+                for (int t = 0; t < ntap; t++)
+                    wp[(size_t)t * CB + c] = c < nc ? wc[flip ? ntap - 1 - t : t] : 0.0f;
+                bp[c] = c < nc && bias ? bias[c0 + c] : 0.0f;
+            }
+            packed = blk;
+            k->fwd_cb(yp, xp, wp, bp, &g);
+            float *y_n = y + ((size_t)n * C + c0) * P;
+            if (nc == CB && s->Wo == 8) {
+                for (int i = 0; i < s->Ho; i++)
+                    for (int c8 = 0; c8 < CB; c8 += 8)
+                        k->t8(y_n + (size_t)c8 * P + (size_t)i * 8, P,
+                              yp + (size_t)i * CONV_DW_CB_W * CB + c8, CB, add);
+            } else for (int c = 0; c < nc; c++) {
+                float *yc = y_n + (size_t)c * P;
+                for (int i = 0; i < s->Ho; i++) {
+                    const float *src = yp + (size_t)i * CONV_DW_CB_W * CB + c;
+                    float *dst = yc + (size_t)i * s->Wo;
+                    if (add)
+                        for (int j = 0; j < s->Wo; j++) dst[j] += src[(size_t)j * CB];
+                    else
+                        for (int j = 0; j < s->Wo; j++) dst[j] = src[(size_t)j * CB];
+                }
+            }
+        }
+    }
+}
+
 static void dw_forward(float *y, const float *x, const float *w, const float *bias,
                        const ConvShape *s, float *work) {
     DwPlan d;
     dw_plan(&d, s, CONV_PASS_FWD);
+    if (dw_cb_eligible(s)) {
+        dw_cb_run(y, x, w, bias, s, work + d.head, d.per_thread, 0, 0);
+        return;
+    }
     int *off = (int *)work;
     dw_offsets(off, &d, s);
     ConvDwGeom g;
@@ -374,6 +474,10 @@ static void dw_backward_x_transposed(float *dx, const float *dy, const float *w,
     ConvShape t;
     dw_plan(&d, s, CONV_PASS_BWD_X);
     dw_transposed(&t, s);
+    if (d.m == 1 && dw_cb_eligible(&t)) {   // dx += conv(dy, w rotated)
+        dw_cb_run(dx, dy, w, NULL, &t, work + d.head, d.per_thread, 1, 1);
+        return;
+    }
     dw_plan(&dt, &t, CONV_PASS_FWD);
     int *off = (int *)work + d.ntap;
     dw_offsets(off, &dt, &t);

@@ -130,6 +130,17 @@ void avgpool_backward(float *dx, const float *dy, int64_t NC, int64_t HW);
 #define CONV_DW_TILE_W 16     // output columns per forward tile
 #define CONV_DW_TILE_ROWS 8   // most output rows per forward tile (any ISA)
 
+// Small planes (stride 1, one output per input channel, Wo <= CONV_DW_CB_W)
+// waste most of a CONV_DW_TILE_W-wide tile, so they take a channel-blocked
+// layout instead: CONV_DW_CB channels of one image are interleaved,
+// pixel-major, into xp [Hq][Wq][CB] (Hq = Ho + kH - 1, Wq = CONV_DW_CB_W +
+// kW - 1, zero padding) and every vector lane is one channel:
+//   yp [Ho][CONV_DW_CB_W][CB] = bias[CB]
+//        + sum_{a,b} wp[a*kW + b][CB] * xp[i + a][j + b][CB]
+// Columns j >= Wo of yp are computed from padding and ignored.
+#define CONV_DW_CB 16         // channels per block of the small-plane path
+#define CONV_DW_CB_W 8        // most output columns of the small-plane path
+
 typedef struct ConvDwGeom {
     int Ho, Wo;       // output plane
     int s, kH, kW;    // stride, kernel
@@ -147,6 +158,11 @@ typedef struct ConvDwKernels {
     void (*bwd_x)(float *dxs, const float *dyf, const float *w, const ConvDwGeom *g);
     // acc [ntap, CONV_DW_BLOCK]: acc[t][j] += sum_k dyf[k*BLOCK + j] * xs[off[t] + k*BLOCK + j]
     void (*bwd_w)(float *acc, const float *dyf, const float *xs, const ConvDwGeom *g);
+    // The small-plane forward (above): uses g->Ho, g->kH, g->kW, g->Wq.
+    void (*fwd_cb)(float *yp, const float *xp, const float *wp, const float *bias,
+                   const ConvDwGeom *g);
+    // dst[j*ds + i] (+ dst[j*ds + i] when add) = src[i*ss + j], i, j < 8.
+    void (*t8)(float *dst, size_t ds, const float *src, size_t ss, int add);
 } ConvDwKernels;
 
 // Force the depthwise kernels of one ISA ("scalar", "avx2", "avx512",

@@ -360,6 +360,7 @@ static void test_threads(void) {
         {"threads 1x1 gemm", 3, 32, 16, 16, 48, 1, 1, 1, 0, 1, 1},
         {"threads dw 7x7 s1", 3, 32, 20, 19, 32, 7, 7, 1, 3, 32, 1},
         {"threads dw m2 7x7 s2", 3, 32, 20, 19, 64, 7, 7, 2, 3, 32, 1},
+        {"threads dw 7x7 small plane", 3, 40, 8, 8, 40, 7, 7, 1, 3, 40, 1},
         {"threads groups 4 3x3", 2, 16, 12, 12, 8, 3, 3, 1, 1, 4, 1},
     };
     int saved = mc_threads();
@@ -392,9 +393,10 @@ static void test_threads(void) {
 
 // ---- SIMD kernels against the scalar ones ----
 
-static void test_isas(void) {
+// One shape per depthwise kernel: the split-plane tiles and the
+// channel-blocked small-plane path (with a partial block of channels).
+static void test_isa_shape(const Cfg c) {
     const char *isas[] = {"avx2", "avx512", "neon"};
-    const Cfg c = {"isa dw m2 7x7 s2", 2, 6, 19, 23, 12, 7, 7, 2, 3, 6, 1};
     ConvShape s;
     conv_shape_init(&s, c.N, c.Cin, c.H, c.W, c.Cout, c.kH, c.kW, c.s, c.p, c.G, NULL);
     size_t n[4] = {(size_t)s.N * s.Cout * s.Ho * s.Wo, (size_t)s.N * s.Cin * s.H * s.W,
@@ -416,17 +418,22 @@ static void test_isas(void) {
         char name[64];
         const char *what[4] = {"y", "dx", "dw", "db"};
         for (int k = 0; k < 4; k++) {
-            snprintf(name, sizeof name, "depthwise %s vs scalar %s", isas[i], what[k]);
+            snprintf(name, sizeof name, "%s: %s vs scalar %s", c.name, isas[i], what[k]);
             test_close_absmax(name, got[k], ref[k], n[k], 1e-5);
             mc_free(got[k]);
         }
     }
     for (int k = 0; k < 4; k++) mc_free(ref[k]);
+    mc_free(x), mc_free(w), mc_free(b), mc_free(dy);
+}
+
+static void test_isas(void) {
+    test_isa_shape((Cfg){"isa dw m2 7x7 s2", 2, 6, 19, 23, 12, 7, 7, 2, 3, 6, 1});
+    test_isa_shape((Cfg){"isa dw 7x7 small plane", 2, 21, 8, 7, 21, 7, 7, 1, 3, 21, 1});
     CHECK(conv_dw_use_isa(NULL) == 0, "could not return to the default kernels");
     CHECK(!strcmp(conv_dw_isa(), mc_isa_name()), "depthwise kernels %s do not follow mc_isa %s",
           conv_dw_isa(), mc_isa_name());
     printf("depthwise kernels in use: %s\n", conv_dw_isa());
-    mc_free(x), mc_free(w), mc_free(b), mc_free(dy);
 }
 
 // ---- arena steady state, usage sketch, bad shapes ----

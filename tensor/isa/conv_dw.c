@@ -140,9 +140,137 @@ static void cdw_bwd_w(float *acc, const float *dyf, const float *xs, const ConvD
     }
 }
 
+// Output columns per step of the small-plane kernel: CDW_CB_JT x
+// CDW_CB_NV accumulators (avx512 8 x 1 zmm, avx2 4 x 2 ymm, neon 4 x 4 q,
+// scalar 1 x 16 floats); it divides CONV_DW_CB_W.
+#define CDW_CB_NV (CONV_DW_CB / MC_VW)
+#if MC_ISA_ID == MC_ISA_ID_avx512
+#define CDW_CB_JT 8
+#elif MC_ISA_ID == MC_ISA_ID_avx2 || MC_ISA_ID == MC_ISA_ID_neon
+#define CDW_CB_JT 4
+#else
+#define CDW_CB_JT 1
+#endif
+
+// acc[t] += sum_b wa[b] * row[t + b] for the CDW_CB_JT columns t of one
+// tap row (vectors of CONV_DW_CB channels): each input pixel is loaded once
+// and multiplied into every column that reads it, the weight coming
+// straight from memory (L1) as the FMA's other operand.  Inlined with a
+// constant kW the loops unroll completely and the range test disappears.
+static inline __attribute__((always_inline)) void
+cdw_cb_row(mc_vf acc[CDW_CB_JT][CDW_CB_NV], const float *row, const float *wa, int kW) {
+#pragma GCC unroll 16
+    for (int u = 0; u < CDW_CB_JT + kW - 1; u++) {
+#pragma GCC unroll 16
+        for (int q = 0; q < CDW_CB_NV; q++) {
+            mc_vf xv = mc_vload(row + u * CONV_DW_CB + q * MC_VW);
+#pragma GCC unroll 8
+            for (int t = 0; t < CDW_CB_JT; t++) {
+                int b = u - t;
+                if (b < 0 || b >= kW) continue;
+                acc[t][q] = mc_vfma(mc_vload(wa + b * CONV_DW_CB + q * MC_VW), xv, acc[t][q]);
+            }
+        }
+    }
+}
+
+// yp [Ho][CONV_DW_CB_W][CB] = bias + sum_{a,b} wp[a*kW + b] * xp[i + a][j + b]
+// (conv.h): taps in the order (a, b) for every output.
+static void cdw_fwd_cb(float *yp, const float *xp, const float *wp, const float *bias,
+                       const ConvDwGeom *g) {
+    const int kH = g->kH, kW = g->kW, Wq = g->Wq, CB = CONV_DW_CB;
+    for (int i = 0; i < g->Ho; i++) {
+        for (int j0 = 0; j0 < CONV_DW_CB_W; j0 += CDW_CB_JT) {
+            mc_vf acc[CDW_CB_JT][CDW_CB_NV];
+#pragma GCC unroll 8
+            for (int t = 0; t < CDW_CB_JT; t++)
+#pragma GCC unroll 16
+                for (int q = 0; q < CDW_CB_NV; q++) acc[t][q] = mc_vload(bias + q * MC_VW);
+            for (int a = 0; a < kH; a++) {
+                const float *row = xp + ((size_t)(i + a) * Wq + j0) * CB;
+                const float *wa = wp + (size_t)a * kW * CB;
+                switch (kW) {   // constant widths for the kernels in use
+                case 3: cdw_cb_row(acc, row, wa, 3); break;
+                case 5: cdw_cb_row(acc, row, wa, 5); break;
+                case 7: cdw_cb_row(acc, row, wa, 7); break;
+                default: cdw_cb_row(acc, row, wa, kW); break;
+                }
+            }
+            float *dst = yp + ((size_t)i * CONV_DW_CB_W + j0) * CB;
+#pragma GCC unroll 8
+            for (int t = 0; t < CDW_CB_JT; t++)
+#pragma GCC unroll 16
+                for (int q = 0; q < CDW_CB_NV; q++) mc_vstore(dst + t * CB + q * MC_VW, acc[t][q]);
+        }
+    }
+}
+
+// dst[j*ds + i] (+)= src[i*ss + j] for i, j < 8: one 8 x 8 block
+// transposed, for moving 8 channels x 8 pixels between the planar layout
+// and the channel-blocked one of the small-plane path.
+static void cdw_t8(float *dst, size_t ds, const float *src, size_t ss, int add) {
+#if MC_ISA_ID == MC_ISA_ID_avx2 || MC_ISA_ID == MC_ISA_ID_avx512
+    // Pairs of rows interleaved, then pairs of pairs, then 128-bit halves.
+    __m256 r[8], t[8], u[8], o[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (size_t)i * ss);
+#pragma GCC unroll 4
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);       // r_i0 r_i+1,0 r_i1 r_i+1,1 | +4
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);   // columns 2, 3 | 6, 7
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 8; h += 4) {
+        u[h + 0] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(1, 0, 1, 0));     // col 0 | 4
+        u[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(3, 2, 3, 2));     // col 1 | 5
+        u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(1, 0, 1, 0)); // col 2 | 6
+        u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(3, 2, 3, 2)); // col 3 | 7
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        o[j] = _mm256_permute2f128_ps(u[j], u[j + 4], 0x20);
+        o[j + 4] = _mm256_permute2f128_ps(u[j], u[j + 4], 0x31);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        float *d = dst + (size_t)j * ds;
+        _mm256_storeu_ps(d, add ? _mm256_add_ps(_mm256_loadu_ps(d), o[j]) : o[j]);
+    }
+#elif MC_ISA_ID == MC_ISA_ID_neon
+    // Four 4 x 4 blocks, each by two transposing pairs and a recombination.
+#pragma GCC unroll 2
+    for (int bi = 0; bi < 8; bi += 4)
+#pragma GCC unroll 2
+        for (int bj = 0; bj < 8; bj += 4) {
+            const float *s0 = src + (size_t)bi * ss + bj;
+            float32x4x2_t p01 = vtrnq_f32(vld1q_f32(s0), vld1q_f32(s0 + ss));
+            float32x4x2_t p23 = vtrnq_f32(vld1q_f32(s0 + 2 * ss), vld1q_f32(s0 + 3 * ss));
+            float32x4_t c[4] = {
+                vcombine_f32(vget_low_f32(p01.val[0]), vget_low_f32(p23.val[0])),
+                vcombine_f32(vget_low_f32(p01.val[1]), vget_low_f32(p23.val[1])),
+                vcombine_f32(vget_high_f32(p01.val[0]), vget_high_f32(p23.val[0])),
+                vcombine_f32(vget_high_f32(p01.val[1]), vget_high_f32(p23.val[1])),
+            };
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                float *d = dst + (size_t)(bj + j) * ds + bi;
+                vst1q_f32(d, add ? vaddq_f32(vld1q_f32(d), c[j]) : c[j]);
+            }
+        }
+#else
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < 8; i++) {
+            float v = src[(size_t)i * ss + j];
+            dst[(size_t)j * ds + i] = add ? dst[(size_t)j * ds + i] + v : v;
+        }
+#endif
+}
+
 const ConvDwKernels MC_CAT(conv_dw_kernels_, MC_ISA) = {
     .isa = MC_ISA_NAME,
     .fwd = cdw_fwd,
     .bwd_x = cdw_bwd_x,
     .bwd_w = cdw_bwd_w,
+    .fwd_cb = cdw_fwd_cb,
+    .t8 = cdw_t8,
 };
