@@ -429,7 +429,7 @@ static void test_isa_shape(const Cfg c) {
 
 static void test_isas(void) {
     test_isa_shape((Cfg){"isa dw m2 7x7 s2", 2, 6, 19, 23, 12, 7, 7, 2, 3, 6, 1});
-    test_isa_shape((Cfg){"isa dw 7x7 small plane", 2, 21, 8, 7, 21, 7, 7, 1, 3, 21, 1});
+    test_isa_shape((Cfg){"isa dw 7x7 small plane", 2, 21, 8, 8, 21, 7, 7, 1, 3, 21, 1});
     CHECK(conv_dw_use_isa(NULL) == 0, "could not return to the default kernels");
     CHECK(!strcmp(conv_dw_isa(), mc_isa_name()), "depthwise kernels %s do not follow mc_isa %s",
           conv_dw_isa(), mc_isa_name());
