@@ -399,6 +399,11 @@ static int ckpt_read(const char *path, const char *fp, CoopPrompt *p, State *s,
         mc_free(img);
         return -1;
     }
+    // The caller's prompt comes back unchanged when the file is refused
+    // after its values were read into place.
+    size_t ctx_bytes = (size_t)p->ctx->n * sizeof(float);
+    float *ctx_keep = mc_malloc(ctx_bytes);
+    memcpy(ctx_keep, p->ctx->data, ctx_bytes);
     int rc = -1;
     int64_t st[9];
     const char *fmt = st_meta(f, "format"), *ffp = st_meta(f, "fingerprint");
@@ -462,6 +467,8 @@ static int ckpt_read(const char *path, const char *fp, CoopPrompt *p, State *s,
     }
     rc = 0;
 done:
+    if (rc) memcpy(p->ctx->data, ctx_keep, ctx_bytes);
+    mc_free(ctx_keep);
     st_close(f);
     mc_free(img);
     return rc;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../coop/randmodel.h"
+#include "../datasets/dataset.h"
 #include "../coop/train.h"
 #include "../mobileclip/model.h"
 #include "util/check.h"
@@ -255,6 +256,37 @@ int main(void) {
     CHECK(rc == -1 && strstr(err.msg, ck) && strstr(err.msg, prev),
           "both checkpoints damaged: not refused with both names");
     coop_train_result_free(&r);
+
+    // Both forged: a value changed and the whole-file checksum recomputed
+    // (SHA-256 of the file with its 64 digits as '0'), so only the inner
+    // checksum over the restored values catches it -- after they were read
+    // into place.  The caller's prompt must come back unchanged.
+    unsigned char *forged = malloc(n_good);
+    memcpy(forged, good, n_good);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | forged[i];
+    const char key[] = "\"file_sha256\":\"";
+    long off = -1;
+    for (size_t i = 8; off < 0 && i + sizeof key + 64 < 8 + hl; i++)
+        if (!memcmp(forged + i, key, sizeof key - 1)) off = (long)(i + sizeof key - 1);
+    MC_CHECK(off > 0, "no file_sha256 in the checkpoint header");
+    forged[8 + hl + (n_good - 8 - hl) / 2] ^= 0x40;
+    memset(forged + off, '0', 64);
+    char hex[65];
+    ds_sha256_hex(forged, n_good, hex);
+    memcpy(forged + off, hex, 64);
+    write_all(ck, forged, n_good);
+    write_all(prev, forged, n_good);
+    float *before = malloc((size_t)nctx * sizeof *before);
+    memcpy(before, p.ctx->data, (size_t)nctx * sizeof *before);
+    rc = coop_train(&tc, &m->text, &p, &cls, &tr, &va, &r, &err);
+    printf("both forged: rc %d: %.200s\n", rc, rc ? err.msg : "accepted");
+    CHECK(rc == -1 && strstr(err.msg, "checksum mismatch"),
+          "forged checkpoints (inner checksum wrong): not refused");
+    CHECK(!memcmp(before, p.ctx->data, (size_t)nctx * sizeof *before),
+          "a refused checkpoint changed the caller's prompt");
+    coop_train_result_free(&r);
+    free(forged), free(before);
     printf("time %.2f s\n", mc_time() - t0);
 
     free(good), free(gprev), free(bad), free(text), free(ref);
