@@ -30,6 +30,7 @@
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
 #include "util/detweights.h"
+#include "util/fixture.h"
 
 // ---- steps ----
 
@@ -78,183 +79,60 @@ static void test_steps(void) {
 
 // ---- against PyTorch ----
 
+// A vp_ref case (tests/util/fixture.h) with the probe gen_vp.py mapped.
 typedef struct {
-    char path[256], weights[512];
-    StFile *st;
-    McImageConfig cfg;
-    int border, probe[3], grid;
-    float *x, *theta;
+    FxVpCase vc;
+    int probe[3], grid;   // stage, block, head; the map's token grid side
 } Case;
-
-static int jint(const JsonValue *o, const char *key) {
-    int64_t v = 0;
-    const JsonValue *x = json_get(o, key);
-    CHECK(x && json_int(x, &v) == 0, "json: integer %s missing", key);
-    return (int)v;
-}
-
-static void jints(const JsonValue *o, const char *key, int *out, int max) {
-    const JsonValue *a = json_get(o, key);
-    CHECK(a && a->type == JSON_ARRAY && (int)a->len <= max, "json: array %s", key);
-    for (size_t i = 0; a && i < a->len && (int)i < max; i++) out[i] = (int)a->items[i].integer;
-}
-
-static void parse_config(McImageConfig *m, const JsonValue *o) {
-    memset(m, 0, sizeof *m);
-    const JsonValue *kind = json_get(o, "kind");
-    const char *k = kind && kind->type == JSON_STRING ? kind->str : "";
-    m->image_size = jint(o, "image_size");
-    m->embed = jint(o, "embed");
-    if (!strcmp(k, "fastvit")) {
-        McFastVitConfig *v = &m->fastvit;
-        m->kind = MC_TRUNK_FASTVIT;
-        v->n_stages = jint(o, "n_stages");
-        jints(o, "widths", v->widths, 5);
-        jints(o, "depths", v->depths, 5);
-        jints(o, "attn", v->attn, 5);
-        jints(o, "se_downsample", v->se_downsample, 5);
-        v->mlp_ratio = jint(o, "mlp_ratio");
-        v->attn_layernorm = jint(o, "attn_layernorm");
-        v->stem_scale_branch = jint(o, "stem_scale_branch");
-    } else {
-        McVitConfig *v = &m->vit;
-        m->kind = !strcmp(k, "vit_b_mci") ? MC_TRUNK_VIT_B_MCI : MC_TRUNK_VIT_L14;
-        v->width = jint(o, "width");
-        v->heads = jint(o, "heads");
-        v->layers = jint(o, "layers");
-        v->mlp = jint(o, "mlp");
-        v->patch = jint(o, "patch");
-        const JsonValue *e = json_get(o, "ln_eps");
-        v->ln_eps = e ? (float)e->number : 0;
-        v->conv_stem = jint(o, "conv_stem");
-        v->norm_pre = jint(o, "norm_pre");
-        v->cls_has_pos = jint(o, "cls_has_pos");
-    }
-}
-
-static JsonDoc *meta_json(StFile *st, const char *key) {
-    const char *s = st_meta(st, key);
-    McErr err;
-    JsonDoc *d = s ? json_parse(s, strlen(s), NULL, &err) : NULL;
-    CHECK(d != NULL, "%s: metadata %s missing or bad", st_path(st), key);
-    return d;
-}
-
-static float *read_f32(StFile *st, const char *name, int64_t *n) {
-    const StTensor *t = st_find(st, name);
-    CHECK(t != NULL, "%s: %s missing", st_path(st), name);
-    if (!t) return NULL;
-    float *v = malloc(sizeof(float) * (size_t)t->numel);
-    McErr err;
-    CHECK(st_to_f32(st, t, v, t->numel, &err) == 0, "%s: %s", name, err.msg);
-    if (n) *n = t->numel;
-    return v;
-}
 
 static int open_case(Case *c, const char *name) {
     memset(c, 0, sizeof *c);
-    snprintf(c->path, sizeof c->path, "tests/fixtures/vp_ref_%s.safetensors", name);
-    McErr err;
-    c->st = st_open(c->path, &err);
-    CHECK(c->st != NULL, "%s: %s (regenerate with tests/reference/gen_vp.py)", c->path,
-          c->st ? "" : err.msg);
-    if (!c->st) return -1;
-    JsonDoc *dc = meta_json(c->st, "case"), *di = meta_json(c->st, "image_config");
-    JsonDoc *dx = meta_json(c->st, "image_input");
-    if (!dc || !di || !dx) return json_free(dc), json_free(di), json_free(dx), -1;
-    c->border = jint(json_root(dc), "border");
-    c->grid = jint(json_root(dc), "attn_grid");
-    jints(json_root(dc), "attn_probe", c->probe, 3);
-    parse_config(&c->cfg, json_root(di));
-    // Image 0 of the recipe ["input.image", [N, 3, S, S], lo, hi].
-    const JsonValue *a = json_root(dx);
-    const char *seed = st_meta(c->st, "detweights_seed");
-    int S = c->cfg.image_size;
-    int64_t N = a->items[1].items[0].integer, n = N * 3 * S * S;
-    c->x = malloc(sizeof(float) * (size_t)n);
-    detweights_fill(c->x, (size_t)n, a->items[0].str, a->items[2].number, a->items[3].number,
-                    seed ? strtoull(seed, NULL, 10) : 0);
-    json_free(dc), json_free(di), json_free(dx);
-    // The prompt's pieces, concatenated.
-    int64_t P = coop_vp_numel(S, c->border), off = 0;
-    c->theta = malloc(sizeof(float) * (size_t)P);
-    const char *names[4] = {"input.pad_up", "input.pad_down", "input.pad_left",
-                            "input.pad_right"};
-    for (int p = 0; p < 4; p++) {
-        int64_t k = 0;
-        float *v = read_f32(c->st, names[p], &k);
-        if (v && off + k <= P) memcpy(c->theta + off, v, sizeof(float) * (size_t)k);
-        off += k;
-        free(v);
-    }
-    CHECK(off == P, "%s: prompt pieces hold %lld values, expected %lld", c->path,
-          (long long)off, (long long)P);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(c->weights, sizeof c->weights, "%s/mclip_%d_am_%s.safetensors",
-             tmp ? tmp : "/tmp", (int)getpid(), name);
-    const char *skip[] = {"ref.", "input.", NULL};
-    int rc = detweights_expand(c->path, c->weights, skip);
-    CHECK(rc == 0, "%s: expanding the weight recipes failed", c->path);
-    return rc;
-}
-
-static void close_case(Case *c) {
-    if (c->weights[0]) unlink(c->weights);
-    st_close(c->st);
-    free(c->x), free(c->theta);
-}
-
-static ImageTower *load_tower(const Case *c) {
-    McErr err;
-    WeightSet *ws = ws_open(c->weights, &err);
-    CHECK(ws != NULL, "%s: %s", c->weights, ws ? "" : err.msg);
-    if (!ws) return NULL;
-    ImageTower *tw = image_tower_load(ws, &c->cfg, 1, &err);
-    int fin = tw ? ws_finish(ws, &err) : -1;
-    CHECK(tw && fin == 0, "%s: %s", c->path, err.msg);
-    ws_close(ws);
-    if (tw && fin) image_tower_free(tw), tw = NULL;
-    return tw;
+    if (fx_vp_open(&c->vc, name, "am")) return -1;
+    const JsonValue *info = json_root(c->vc.info);
+    c->grid = fx_json_int(info, "attn_grid");
+    fx_json_ints(info, "attn_probe", c->probe, 3);
+    return 0;
 }
 
 static void run_case(const char *name) {
-    Case c;
-    if (open_case(&c, name) != 0) {
-        close_case(&c);
+    Case cs;
+    FxVpCase *c = &cs.vc;
+    if (open_case(&cs, name) != 0) {
+        fx_vp_close(c);
         return;
     }
-    ImageTower *tw = load_tower(&c);
-    float *want = read_f32(c.st, "ref.attnmap", NULL);
-    int S = c.cfg.image_size;
+    ImageTower *tw = fx_image_tower(c->weights, c->path, &c->cfg, 1);
+    float *want = fx_f32(c->st, "ref.attnmap", NULL);
+    int S = c->cfg.image_size;
     McErr err;
     CoopVPrompt vp;
-    if (tw && want && coop_vp_init_data(&vp, S, c.border, c.theta, &err) == 0) {
+    if (tw && want && coop_vp_init_data(&vp, S, c->border, c->theta, &err) == 0) {
         // The layer as the CLI names it.
         char layer[64];
         int stage, block, G = 0;
-        if (c.cfg.kind == MC_TRUNK_FASTVIT)
-            snprintf(layer, sizeof layer, "stage.%d.block.%d", c.probe[0], c.probe[1]);
+        if (c->cfg.kind == MC_TRUNK_FASTVIT)
+            snprintf(layer, sizeof layer, "stage.%d.block.%d", cs.probe[0], cs.probe[1]);
         else
-            snprintf(layer, sizeof layer, "block.%d", c.probe[1]);
+            snprintf(layer, sizeof layer, "block.%d", cs.probe[1]);
         int rc = coop_attn_parse_layer(tw, layer, &stage, &block, &err);
-        CHECK(rc == 0 && stage == (c.cfg.kind == MC_TRUNK_FASTVIT ? c.probe[0] : 0) &&
-              block == c.probe[1], "%s: parse %s: %s", name, layer, rc ? err.msg : "");
+        CHECK(rc == 0 && stage == (c->cfg.kind == MC_TRUNK_FASTVIT ? cs.probe[0] : 0) &&
+              block == cs.probe[1], "%s: parse %s: %s", name, layer, rc ? err.msg : "");
 
         // The map with the prompt against PyTorch.  Probabilities agree to
         // ~1e-6; min-max divides by the map's range (observed errors
         // ~1e-5 of the [0, 1] map).
         float *map = malloc(sizeof(float) * (size_t)S * S);
-        rc = coop_attnmap(tw, c.x, &vp, stage, block, c.probe[2], map, &G, &err);
-        CHECK(rc == 0 && G == c.grid, "%s: map: %s (grid %d, want %d)", name,
-              rc ? err.msg : "", G, c.grid);
+        rc = coop_attnmap(tw, c->x, &vp, stage, block, cs.probe[2], map, &G, &err);
+        CHECK(rc == 0 && G == cs.grid, "%s: map: %s (grid %d, want %d)", name,
+              rc ? err.msg : "", G, cs.grid);
         char label[96];
-        snprintf(label, sizeof label, "%s map %s head %d (%dx%d grid)", name, layer, c.probe[2],
+        snprintf(label, sizeof label, "%s map %s head %d (%dx%d grid)", name, layer, cs.probe[2],
                  G, G);
         test_close(label, map, want, (size_t)S * S, 1e-3, 0);
 
         // Without the prompt the map differs.
         float *plain = malloc(sizeof(float) * (size_t)S * S);
-        coop_attnmap(tw, c.x, NULL, stage, block, c.probe[2], plain, &G, &err);
+        coop_attnmap(tw, c->x, NULL, stage, block, cs.probe[2], plain, &G, &err);
         double d = 0;
         for (int i = 0; i < S * S; i++) d = fmax(d, fabs(plain[i] - map[i]));
         CHECK(d > 1e-3, "%s: the prompt does not change the map", name);
@@ -262,9 +140,9 @@ static void run_case(const char *name) {
 
         // Bad heads and layers are refused with a message.
         int heads = coop_attn_heads(tw, stage, block);
-        CHECK(coop_attnmap(tw, c.x, NULL, stage, block, heads, map, &G, &err) == -1 &&
+        CHECK(coop_attnmap(tw, c->x, NULL, stage, block, heads, map, &G, &err) == -1 &&
               strstr(err.msg, "head"), "%s: head %d accepted", name, heads);
-        if (c.cfg.kind == MC_TRUNK_FASTVIT) {
+        if (c->cfg.kind == MC_TRUNK_FASTVIT) {
             CHECK(coop_attn_parse_layer(tw, "stage.1.block.0", &stage, &block, &err) == -1 &&
                   strstr(err.msg, "stage.3.block.0..1"), "RepMixer layer accepted: %s",
                   err.msg);
@@ -279,8 +157,8 @@ static void run_case(const char *name) {
         // Overlay over the prompted image, as a PNG that decodes back.
         const float mean[3] = {0, 0, 0}, stdv[3] = {1, 1, 1};
         float *xp = malloc(sizeof(float) * 3 * (size_t)S * S);
-        memcpy(xp, c.x, sizeof(float) * 3 * (size_t)S * S);
-        coop_vp_add(S, c.border, vp.theta->data, xp, 1);
+        memcpy(xp, c->x, sizeof(float) * 3 * (size_t)S * S);
+        coop_vp_add(S, c->border, vp.theta->data, xp, 1);
         uint8_t *img = malloc((size_t)S * S * 3), *out = malloc((size_t)S * S * 3);
         coop_attn_display(xp, S, mean, stdv, img);
         coop_attn_overlay(map, img, S, COOP_ATTN_ALPHA, out);
@@ -300,7 +178,7 @@ static void run_case(const char *name) {
     }
     free(want);
     image_tower_free(tw);
-    close_case(&c);
+    fx_vp_close(c);
 }
 
 // ---- prompt interpretation ----

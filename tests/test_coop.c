@@ -26,68 +26,22 @@
 #include "../mobileclip/model.h"
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
-#include "util/detweights.h"
+#include "util/fixture.h"
+#include "util/sys.h"
+#include "util/tinytext.h"
 
 // ---- helpers ----
 
-static void tmp_name(char *buf, size_t len, const char *tag) {
-    const char *dir = getenv("TMPDIR");
-    snprintf(buf, len, "%s/mclip_%s_XXXXXX", dir ? dir : "/tmp", tag);
-    int fd = mkstemp(buf);
-    MC_CHECK(fd >= 0, "mkstemp %s failed", buf);
-    close(fd);
-}
-
-// Tiny text-only checkpoint: vocab V, T positions, W 16, 2 heads, 2 layers,
-// E 8, with LN gammas around 1 so that every block matters.
+// Tiny text-only checkpoint (tests/util/tinytext.h): vocab V, T positions,
+// W 16, 2 heads, 2 layers, E 8.
 enum { TV = 24, TT = 14, TW = 16, TL = 2, TE = 8 };
-
-static void write_tiny(const char *path, int causal) {
-    StWriter *w = st_writer_new();
-    static float buf[4 * TW * TW];
-    char key[128];
-    McErr err;
-#define ADD(name, std, ...) do { \
-        int64_t shp[] = {__VA_ARGS__}; int nd = (int)(sizeof shp / sizeof shp[0]); \
-        int64_t n = 1; for (int d = 0; d < nd; d++) n *= shp[d]; \
-        test_fill_normal(buf, (size_t)n, std); \
-        if (strstr(name, "ln_") && strstr(name, "weight")) \
-            for (int64_t i = 0; i < n; i++) buf[i] += 1.0f; \
-        st_writer_add_f32(w, name, nd, shp, buf); } while (0)
-    ADD("text.token_embedding.weight", 0.5, TV, TW);
-    ADD("text.positional_embedding", 0.3, TT, TW);
-    for (int k = 0; k < TL; k++) {
-        const char *suf[] = {"ln_1.weight", "ln_1.bias", "attn.in_proj_weight",
-                             "attn.in_proj_bias", "attn.out_proj.weight", "attn.out_proj.bias",
-                             "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
-                             "mlp.c_proj.weight", "mlp.c_proj.bias"};
-        int64_t d0[] = {TW, TW, 3 * TW, 3 * TW, TW, TW, TW, TW, 4 * TW, 4 * TW, TW, TW};
-        int64_t d1[] = {0, 0, TW, 0, TW, 0, 0, 0, TW, 0, 4 * TW, 0};
-        for (int i = 0; i < 12; i++) {
-            snprintf(key, sizeof key, "text.transformer.resblocks.%d.%s", k, suf[i]);
-            double std = d1[i] ? 1.0 / sqrt((double)d1[i]) : 0.1;
-            if (d1[i]) ADD(key, std, d0[i], d1[i]);
-            else ADD(key, std, d0[i]);
-        }
-    }
-    ADD("text.ln_final.weight", 0.1, TW);
-    ADD("text.ln_final.bias", 0.1, TW);
-    ADD("text.text_projection", 0.25, TW, TE);
-#undef ADD
-    float ls = logf(100.0f);
-    st_writer_add_f32(w, "logit_scale", 0, NULL, &ls);
-    st_writer_meta(w, "text_heads", "2");
-    st_writer_meta(w, "text_causal", causal ? "1" : "0");
-    MC_CHECK(st_writer_save(w, path, &err) == 0, "%s", err.msg);
-    st_writer_free(w);
-}
 
 static McModel *tiny_model(uint64_t seed, int causal) {
     char path[512];
     McErr err;
-    tmp_name(path, sizeof path, "cooptiny");
+    test_tmp_file(path, sizeof path, "cooptiny");
     test_seed(seed);
-    write_tiny(path, causal);
+    tiny_text_write(path, (TinyTextDims){TV, TT, TW, TL, TE}, causal, 0);
     McModel *m = mc_model_load(path, NULL, &err);
     CHECK(m != NULL, "tiny model: %s", m ? "" : err.msg);
     unlink(path);
@@ -512,36 +466,6 @@ static void check_textfast(int causal) {
 
 // ---- parity with the real open_clip tower ----
 
-static float *fx_f32(const StFile *f, const char *name, int64_t *n) {
-    const StTensor *t = st_find(f, name);
-    McErr err;
-    CHECK(t != NULL, "%s: missing tensor %s", st_path(f), name);
-    if (!t) return NULL;
-    float *v = mc_malloc((size_t)(t->numel + 1) * sizeof *v);
-    if (st_to_f32(f, t, v, t->numel, &err)) {
-        CHECK(0, "%s", err.msg);
-        mc_free(v);
-        return NULL;
-    }
-    if (n) *n = t->numel;
-    return v;
-}
-
-// An integer fixture tensor as int32 (or int when as_int).
-static int32_t *fx_i32(const StFile *f, const char *name, int64_t *n) {
-    const StTensor *t = st_find(f, name);
-    McErr err;
-    CHECK(t != NULL, "%s: missing tensor %s", st_path(f), name);
-    if (!t) return NULL;
-    int64_t *v = mc_malloc((size_t)(t->numel + 1) * sizeof *v);
-    int32_t *o = mc_malloc((size_t)(t->numel + 1) * sizeof *o);
-    CHECK(st_to_i64(f, t, v, t->numel, &err) == 0, "%s", err.msg);
-    for (int64_t i = 0; i < t->numel; i++) o[i] = (int32_t)v[i];
-    mc_free(v);
-    if (n) *n = t->numel;
-    return o;
-}
-
 // Tolerances, relative to each reference tensor's absmax.  The float32
 // reference is within 2.6e-6 of a float64 rerun (gen_coop.py prints it);
 // observed C errors: logits <= 2e-6, d loss / d ctx <= 5e-6 (OpenBLAS and
@@ -659,44 +583,21 @@ static void check_reference_case(const StFile *f, McModel *m, const JsonValue *c
 }
 
 static void check_reference(void) {
-    const char *path = "tests/fixtures/coop_ref.safetensors";
-    static const char *const skip[] = {"ref.", "input.", NULL};
-    McErr err;
-    char wpath[512];
-    StFile *f = st_open(path, &err);
-    CHECK(f != NULL, "%s (regenerate: tests/reference/gen_coop.py)", f ? "" : err.msg);
-    if (!f) return;
-    tmp_name(wpath, sizeof wpath, "coopw");
-    CHECK(detweights_expand(path, wpath, skip) == 0, "expanding %s", path);
-    McModel *m = mc_model_load(wpath, NULL, &err);
-    unlink(wpath);
-    CHECK(m != NULL, "loading the expanded %s: %s", path, m ? "" : err.msg);
-    const char *cases = st_meta(f, "cases");
-    JsonDoc *doc = cases ? json_parse(cases, strlen(cases), NULL, &err) : NULL;
-    CHECK(doc != NULL, "%s: metadata 'cases' missing or malformed", path);
-    if (!m || !doc) goto done;
-    double scale = atof(st_meta(f, "scale")), lambda = atof(st_meta(f, "lambda"));
-    int64_t N, B, nl;
-    float *img = fx_f32(f, "input.img", &N);
-    float *imgc = fx_f32(f, "input.img_cap", &B);
-    int32_t *labels = fx_i32(f, "input.labels", &nl);
-    int64_t Emb = m->text.cfg.embed;
-    N /= Emb, B /= Emb;
-    coop_normalize_rows(img, N, Emb);
-    coop_normalize_rows(imgc, B, Emb);
-    printf("reference: %s, W %d, %d layers, vocab %d, scale %g, lambda %g\n", path,
-           m->text.cfg.width, m->text.cfg.layers, m->text.cfg.vocab, scale, lambda);
-    const JsonValue *root = json_root(doc);
-    // Every case through the plain path and a chunked one (2 rows per pass).
-    for (size_t i = 0; i < root->len; i++) {
-        check_reference_case(f, m, &root->items[i], img, labels, N, imgc, B, scale, lambda, 64);
-        check_reference_case(f, m, &root->items[i], img, labels, N, imgc, B, scale, lambda, 2);
+    FxCoopRef r;
+    if (fx_coop_ref_open(&r) == 0) {
+        McModel *m = r.m;
+        printf("reference: %s, W %d, %d layers, vocab %d, scale %g, lambda %g\n", r.path,
+               m->text.cfg.width, m->text.cfg.layers, m->text.cfg.vocab, r.scale, r.lambda);
+        // Every case through the plain path and a chunked one (2 rows per pass).
+        const JsonValue *root = json_root(r.cases);
+        for (size_t i = 0; i < root->len; i++) {
+            check_reference_case(r.f, m, &root->items[i], r.img, r.labels, r.N, r.imgc, r.B,
+                                 r.scale, r.lambda, 64);
+            check_reference_case(r.f, m, &root->items[i], r.img, r.labels, r.N, r.imgc, r.B,
+                                 r.scale, r.lambda, 2);
+        }
     }
-    mc_free(img), mc_free(imgc), mc_free(labels);
-done:
-    json_free(doc);
-    mc_model_free(m);
-    st_close(f);
+    fx_coop_ref_close(&r);
 }
 
 int main(void) {

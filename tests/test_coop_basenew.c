@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../coop/randmodel.h"
@@ -27,6 +26,7 @@
 #include "../mobileclip/model.h"
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
+#include "util/sys.h"
 
 enum { K = 5, E = 16, NT = 30, NV = 15, N = NT + NV };
 
@@ -74,15 +74,6 @@ static void write_featset(const char *path) {
     McErr err;
     MC_CHECK(st_writer_save(w, path, &err) == 0, "%s", err.msg);
     st_writer_free(w);
-}
-
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 // A number field of a results JSON (NAN when absent).
@@ -183,7 +174,7 @@ int main(void) {
              "--steps 20 --batch 9 --lr 1e-2 --eval-every 10 %s --out '%s/base.prompt' "
              "--dump-features '%s/base.st' 2>'%s/train.log'", pre, model, fs, opts, tmpdir,
              tmpdir, tmpdir);
-    int rc = run(cmd, res, sizeof res);
+    int rc = test_run_capture(cmd, res, sizeof res);
     printf("train --subsample base (rc %d): %.300s\n", rc, res);
     CHECK(rc == 0 && jnum(res, "classes") == nb && jnum(res, "n_train") == base_tr &&
           jnum(res, "n_val") == base_va && strstr(res, "\"subsample\": \"base\""),
@@ -195,7 +186,7 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "%s train --model '%s' --features '%s' --subsample new "
              "--steps 1 %s --out '%s/new.prompt' --dump-features '%s/new.st' "
              "2>'%s/train2.log'", pre, model, fs, opts, tmpdir, tmpdir, tmpdir);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     CHECK(rc == 0 && jnum(res, "classes") == K - nb && jnum(res, "n_train") == new_tr &&
           jnum(res, "n_val") == new_va, "train new: rc %d, expected %d classes, %d train, "
           "%d val: %s", rc, K - nb, new_tr, new_va, res);
@@ -205,7 +196,7 @@ int main(void) {
     // Base-to-new with the base prompt, and each half on its own.
     snprintf(cmd, sizeof cmd, "%s eval --model '%s' --prompt '%s/base.prompt' --features '%s' "
              "--base-to-new %s 2>/dev/null", pre, model, tmpdir, fs, opts);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     printf("eval --base-to-new (rc %d): %.400s\n", rc, strstr(res, "\"accuracy\"") ?
            strstr(res, "\"accuracy\"") : res);
     double a = jnum(res, "base_accuracy"), b = jnum(res, "new_accuracy");
@@ -222,13 +213,13 @@ int main(void) {
     CHECK(a > 0.5, "the base prompt should fit its own classes (base accuracy %.3f)", a);
     snprintf(cmd, sizeof cmd, "%s eval --model '%s' --prompt '%s/base.prompt' --features '%s' "
              "--subsample base %s 2>/dev/null", pre, model, tmpdir, fs, opts);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     CHECK(rc == 0 && jnum(res, "accuracy") == a && jnum(res, "n") == base_va &&
           jnum(res, "classes") == nb, "eval base (rc %d) != base half %.17g: %s", rc, a, res);
     snprintf(cmd, sizeof cmd, "%s eval --model '%s' --prompt '%s/base.prompt' --features '%s' "
              "--subsample new --confusion '%s/cm.csv' %s 2>/dev/null", pre, model, tmpdir, fs,
              tmpdir, opts);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     CHECK(rc == 0 && jnum(res, "accuracy") == b && jnum(res, "n") == new_va &&
           jnum(res, "classes") == K - nb, "eval new (rc %d) != new half %.17g: %s", rc, b, res);
     // The new half's confusion matrix: names x, y; one row per class with
@@ -256,13 +247,13 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "%s train --model '%s' --features '%s' --subsample base --csc "
              "--steps 2 %s --out '%s/csc.prompt' 2>'%s/train3.log'", pre, model, fs, opts,
              tmpdir, tmpdir);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     CHECK(rc == 0, "csc train on base: rc %d: %s", rc, res);
     const char *how[2] = {"--subsample new", "--base-to-new"};
     for (int i = 0; i < 2; i++) {
         snprintf(cmd, sizeof cmd, "%s eval --model '%s' --prompt '%s/csc.prompt' --features "
                  "'%s' %s %s 2>&1", pre, model, tmpdir, fs, how[i], opts);
-        rc = run(cmd, res, sizeof res);
+        rc = test_run_capture(cmd, res, sizeof res);
         printf("csc prompt %s (rc %d): %.200s\n", how[i], rc, res);
         CHECK(rc == 1 && strstr(res, "class-specific") && strstr(res, "new classes") &&
               !strstr(res, "\"accuracy\""), "csc prompt %s not refused: rc %d: %s", how[i],
@@ -270,17 +261,17 @@ int main(void) {
     }
     snprintf(cmd, sizeof cmd, "%s eval --model '%s' --prompt '%s/csc.prompt' --features '%s' "
              "--subsample base %s 2>&1", pre, model, tmpdir, fs, opts);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     CHECK(rc == 0, "csc prompt on base: rc %d: %s", rc, res);
 
     // Usage errors.
     snprintf(cmd, sizeof cmd, "%s eval --model '%s' --prompt '%s/base.prompt' --features '%s' "
              "--subsample half 2>&1", pre, model, tmpdir, fs);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     CHECK(rc == 2 && strstr(res, "base, new or all"), "--subsample half: rc %d: %s", rc, res);
     snprintf(cmd, sizeof cmd, "%s train --model '%s' --features '%s' --base-to-new 2>&1", pre,
              model, fs);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     CHECK(rc == 2, "train --base-to-new: rc %d: %s", rc, res);
 
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -24,16 +24,9 @@
 #include "../mobileclip/model.h"
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
+#include "util/sys.h"
 
 #define COOP_RSS_LIMIT_MB 1536.0
-
-static void tmp_name(char *buf, size_t len, const char *tag) {
-    const char *dir = getenv("TMPDIR");
-    snprintf(buf, len, "%s/mclip_%s_XXXXXX", dir ? dir : "/tmp", tag);
-    int fd = mkstemp(buf);
-    MC_CHECK(fd >= 0, "mkstemp %s failed", buf);
-    close(fd);
-}
 
 // ---- random checkpoints load strictly ----
 
@@ -49,7 +42,7 @@ static void check_random_keys(const char *base, int depth) {
     c.text.layers = 2, c.text.vocab = 300;
     char path[512];
     McErr err;
-    tmp_name(path, sizeof path, "randkeys");
+    test_tmp_file(path, sizeof path, "randkeys");
     int rc = coop_randmodel_write(path, &c, 5, 0, &err);
     CHECK(rc == 0, "%s", rc ? err.msg : "");
     WeightSet *ws = rc ? NULL : ws_open(path, &err);
@@ -103,7 +96,7 @@ static McModel *random_text_model(const McTextConfig *tc, char *path, size_t len
     c.text = *tc;
     c.name = "custom";
     McErr err;
-    tmp_name(path, len, "randtext");
+    test_tmp_file(path, len, "randtext");
     if (coop_randmodel_write(path, &c, 9, 1, &err)) {
         CHECK(0, "%s", err.msg);
         return NULL;
@@ -191,7 +184,7 @@ static void measure_full(void) {
     McModelConfig c = *mc_config_find("S0");
     char path[512];
     McErr err;
-    tmp_name(path, sizeof path, "rands0text");
+    test_tmp_file(path, sizeof path, "rands0text");
     double t0 = mc_time();
     if (coop_randmodel_write(path, &c, 1, 1, &err)) {
         CHECK(0, "%s", err.msg);

@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../coop/featcache.h"
@@ -36,6 +35,7 @@
 #include "../mobileclip/model.h"
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
+#include "util/sys.h"
 
 static char tmpdir[256];
 
@@ -417,14 +417,6 @@ static void check_training(McModel *m) {
 
 // ---- the binary ----
 
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 // A feature set file (the --dump-features format) of separable features.
 static void write_featset(const char *path, int K, int E) {
@@ -458,14 +450,14 @@ static void check_cli(const char *model_path) {
     snprintf(cmd, sizeof cmd, "MCLIP_CACHE='%s' '%s' coop train --model '%s' --features '%s' "
              "--steps 24 --batch 10 --lr 1e-2 --eval-every 8 --logit-scale 30 --out '%s' "
              "--threads 1 2>'%s/train.log'", tmpdir, bin, model_path, fs, out, tmpdir);
-    int rc = run(cmd, res, sizeof res);
+    int rc = test_run_capture(cmd, res, sizeof res);
     printf("coop train (rc %d): %.400s\n", rc, res);
     CHECK(rc == 0 && strstr(res, "\"final_loss\"") && strstr(res, "\"best_val_acc\""),
           "coop train failed (rc %d): %s", rc, res);
     snprintf(cmd, sizeof cmd, "'%s' coop eval --model '%s' --prompt '%s' --features '%s' "
              "--logit-scale 30 --confusion '%s/cm.csv' --threads 1 2>&1", bin, model_path, out,
              fs, tmpdir);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     printf("coop eval (rc %d): %.300s\n", rc, res);
     CHECK(rc == 0 && strstr(res, "\"accuracy\"") && strstr(res, "\"macro_f1\""),
           "coop eval failed (rc %d): %s", rc, res);
@@ -478,15 +470,15 @@ static void check_cli(const char *model_path) {
             snprintf(cmd, sizeof cmd, "cd '%s' && '%s/%s' coop eval --model S2 --prompt '%s' "
                      "--features '%s' 2>&1", tmpdir, cwd, bin, out, fs);
     }
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     CHECK(rc == 1 && strstr(res, "weights/MobileCLIP2-S2/open_clip_model.safetensors") &&
           strstr(res, "download.sh S2"), "model name resolution: rc %d: %s", rc, res);
     // Usage errors exit 2.
     snprintf(cmd, sizeof cmd, "'%s' coop train --bogus 2>&1", bin);
-    CHECK(run(cmd, res, sizeof res) == 2, "unknown option did not exit 2");
+    CHECK(test_run_capture(cmd, res, sizeof res) == 2, "unknown option did not exit 2");
     snprintf(cmd, sizeof cmd, "'%s' coop eval --model '%s' --prompt /nonexistent.prompt "
              "--features '%s' 2>&1", bin, model_path, fs);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     CHECK(rc == 1 && strstr(res, "nonexistent.prompt"), "missing prompt: rc %d: %s", rc, res);
 }
 
@@ -499,7 +491,7 @@ static void check_demo(void) {
     snprintf(cmd, sizeof cmd, "MCLIP_CACHE='%s/democache' '%s' coop train --demo --steps 30 "
              "2>'%s/demo.log'", tmpdir, bin, tmpdir);
     double t0 = mc_time();
-    int rc = run(cmd, res, sizeof res);
+    int rc = test_run_capture(cmd, res, sizeof res);
     printf("coop train --demo (%.0f s, rc %d): %.600s\n", mc_time() - t0, rc, res);
     CHECK(rc == 0 && strstr(res, "\"random_weights\": 1"), "demo failed: %s", res);
     const char *fl = strstr(res, "\"first_loss\": "), *ll = strstr(res, "\"final_loss\": ");
@@ -511,7 +503,7 @@ static void check_demo(void) {
              "--classes red_circle green_circle --image '%s/democache/demo-data-c4-m16-s64/"
              "imagefolder/red_circle/img_000.png' --labels 0 --out '%s/g.safetensors' 2>&1",
              bin, tmpdir, COOP_RANDMODEL_RECIPE, tmpdir, tmpdir, tmpdir);
-    rc = run(cmd, res, sizeof res);
+    rc = test_run_capture(cmd, res, sizeof res);
     printf("coop grad (rc %d): %.300s\n", rc, res);
     CHECK(rc == 0 && strstr(res, "\"loss\""), "coop grad failed: %s", res);
 }

@@ -5,7 +5,6 @@
 // §8.1); SHA test vectors; and the error cases (missing files, a bad .mat,
 // wrong JSON, a label out of range, an empty class), each naming the file
 // and the line where there is one.
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include "../datasets/matfile.h"
 #include "../datasets/split.h"
 #include "util/check.h"
+#include "util/sys.h"
 
 enum { C = 4, M = 10 };   // generated classes, images per class
 
@@ -26,23 +26,6 @@ static char path[8192];
 static const char *at(const char *rel) {
     snprintf(path, sizeof path, "%s/%s", root, rel);
     return path;
-}
-
-static void rm_rf(const char *p) {
-    DIR *d = opendir(p);
-    if (d) {
-        struct dirent *e;
-        char sub[8192];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(sub, sizeof sub, "%s/%s", p, e->d_name);
-            rm_rf(sub);
-        }
-        closedir(d);
-        rmdir(p);
-    } else {
-        unlink(p);
-    }
 }
 
 static void write_text(const char *p, const char *text) {
@@ -307,7 +290,7 @@ static void test_determinism(void) {
         free(ta);
         free(tb);
     }
-    rm_rf(other);
+    test_rm_rf(other);
 }
 
 // ---- class-name lists and hashes ----
@@ -540,6 +523,6 @@ int main(void) {
     }
     test_hashes();
     test_classnames();
-    rm_rf(root);
+    test_rm_rf(root);
     return test_finish("test_datasets");
 }

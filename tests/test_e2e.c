@@ -21,13 +21,11 @@
 // output written, for corrupt, truncated, empty, gigantic and non-image
 // files (tests/malformed/images/), --skip-bad bookkeeping, and bad classes
 // files and templates.
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../mobileclip/cli_common.h"
@@ -35,6 +33,8 @@
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
 #include "util/detweights.h"
+#include "util/fixture.h"
+#include "util/sys.h"
 
 #define FIXTURE "tests/fixtures/e2e_model.safetensors"
 
@@ -89,23 +89,6 @@ static int is_jpeg(const char *p) {
     return n > 4 && !strcmp(p + n - 4, ".jpg");
 }
 
-// Run argv with stdout to out_log and stderr to err_log; the exit status,
-// or -1 when the program died from a signal.
-static int run_cmd(char *const argv[], const char *out_log, const char *err_log) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(out_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo >= 0) dup2(fo, 1);
-        if (fe >= 0) dup2(fe, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 // Whole file as a string (heap; "" when unreadable).
 static char *slurp(const char *path) {
     FILE *fp = fopen(path, "rb");
@@ -137,19 +120,11 @@ static int exists(const char *p) {
     return stat(p, &s) == 0;
 }
 
+// fx_f32, and the tensor's shape as [rows, the rest] in shape (may be NULL).
 static float *read_f32(const StFile *f, const char *name, int64_t *n, int64_t shape[2]) {
+    float *v = fx_f32(f, name, n);
     const StTensor *t = st_find(f, name);
-    McErr err;
-    CHECK(t != NULL, "%s: missing tensor %s", st_path(f), name);
-    if (!t) return NULL;
-    float *v = mc_malloc((size_t)(t->numel + 1) * sizeof *v);
-    if (st_to_f32(f, t, v, t->numel, &err)) {
-        CHECK(0, "%s", err.msg);
-        mc_free(v);
-        return NULL;
-    }
-    if (n) *n = t->numel;
-    if (shape) shape[0] = t->shape[0], shape[1] = t->numel / (t->shape[0] ? t->shape[0] : 1);
+    if (v && shape) shape[0] = t->shape[0], shape[1] = t->numel / (t->shape[0] ? t->shape[0] : 1);
     return v;
 }
 
@@ -266,7 +241,7 @@ static int run_embed(const char *out, const char *tag, char **extra, int n_extra
     snprintf(out_log, sizeof out_log, "%s/%s.stdout", tmpdir, tag);
     snprintf(err_log, len, "%s/%s.stderr", tmpdir, tag);
     unlink(out);
-    return run_cmd(argv, out_log, err_log);
+    return test_run_argv(argv, out_log, err_log);
 }
 
 // Expected shape [N, ...] of each dump of the reduced S0 tower at 64 x 64.
@@ -571,7 +546,7 @@ static int run_zs(const char *classes_file, const char *tmpl, const char *top, c
     argv[n] = NULL;
     snprintf(out_log, len, "%s/zs.stdout", tmpdir);
     snprintf(err_log, len, "%s/zs.stderr", tmpdir);
-    return run_cmd(argv, out_log, err_log);
+    return test_run_argv(argv, out_log, err_log);
 }
 
 // The printed table: per image its path, then `top` lines "rank prob name".

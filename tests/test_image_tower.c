@@ -26,6 +26,7 @@
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
 #include "util/detweights.h"
+#include "util/fixture.h"
 #include "util/gradcheck.h"
 
 // Tolerances, relative to the reference tensor's absmax.  torch float32 vs
@@ -55,78 +56,17 @@ typedef struct {
     char weights[512];   // expanded weights file
 } Fixture;
 
-static JsonDoc *meta_json(const Fixture *f, const char *key) {
-    const char *s = st_meta(f->st, key);
-    if (!s) {
-        CHECK(0, "%s: metadata %s missing", f->path, key);
-        return NULL;
-    }
-    McErr err;
-    JsonDoc *d = json_parse(s, strlen(s), NULL, &err);
-    CHECK(d != NULL, "%s: metadata %s: %s", f->path, key, d ? "" : err.msg);
-    return d;
-}
-
-static int jint(const JsonValue *o, const char *key) {
-    int64_t v = 0;
-    const JsonValue *x = json_get(o, key);
-    CHECK(x && json_int(x, &v) == 0, "image_config: integer %s missing", key);
-    return (int)v;
-}
-
-static void jints(const JsonValue *o, const char *key, int *out, int max) {
-    const JsonValue *a = json_get(o, key);
-    CHECK(a && a->type == JSON_ARRAY && (int)a->len <= max, "image_config: array %s", key);
-    if (!a || a->type != JSON_ARRAY) return;
-    for (size_t i = 0; i < a->len && (int)i < max; i++) {
-        int64_t v = 0;
-        json_int(&a->items[i], &v);
-        out[i] = (int)v;
-    }
-}
-
 // The reduced configuration as the generator read it back from timm.
 static int parse_config(Fixture *f) {
-    JsonDoc *d = meta_json(f, "image_config");
+    JsonDoc *d = fx_meta_json(f->st, "image_config");
     if (!d) return -1;
-    const JsonValue *o = json_root(d);
-    McImageConfig *c = &f->cfg;
-    memset(c, 0, sizeof *c);
-    const JsonValue *kind = json_get(o, "kind");
-    const char *k = kind && kind->type == JSON_STRING ? kind->str : "";
-    c->image_size = jint(o, "image_size");
-    c->embed = jint(o, "embed");
-    if (!strcmp(k, "fastvit")) {
-        McFastVitConfig *v = &c->fastvit;
-        c->kind = MC_TRUNK_FASTVIT;
-        v->n_stages = jint(o, "n_stages");
-        jints(o, "widths", v->widths, 5);
-        jints(o, "depths", v->depths, 5);
-        jints(o, "attn", v->attn, 5);
-        jints(o, "se_downsample", v->se_downsample, 5);
-        v->mlp_ratio = jint(o, "mlp_ratio");
-        v->attn_layernorm = jint(o, "attn_layernorm");
-        v->stem_scale_branch = jint(o, "stem_scale_branch");
-    } else {
-        McVitConfig *v = &c->vit;
-        c->kind = !strcmp(k, "vit_b_mci") ? MC_TRUNK_VIT_B_MCI : MC_TRUNK_VIT_L14;
-        v->width = jint(o, "width");
-        v->heads = jint(o, "heads");
-        v->layers = jint(o, "layers");
-        v->mlp = jint(o, "mlp");
-        v->patch = jint(o, "patch");
-        const JsonValue *e = json_get(o, "ln_eps");
-        v->ln_eps = e ? (float)e->number : 0;
-        v->conv_stem = jint(o, "conv_stem");
-        v->norm_pre = jint(o, "norm_pre");
-        v->cls_has_pos = jint(o, "cls_has_pos");
-    }
+    fx_image_config(&f->cfg, json_root(d));
     json_free(d);
     return 0;
 }
 
 static int parse_input(Fixture *f) {
-    JsonDoc *d = meta_json(f, "image_input");
+    JsonDoc *d = fx_meta_json(f->st, "image_input");
     if (!d) return -1;
     // ["input.image", [N, 3, S, S], lo, hi]
     const JsonValue *a = json_root(d);
@@ -140,7 +80,7 @@ static int parse_input(Fixture *f) {
     json_free(d);
     const char *s = st_meta(f->st, "detweights_seed");
     f->seed = s ? strtoull(s, NULL, 10) : 0;
-    if ((d = meta_json(f, "attn_probe"))) {
+    if ((d = fx_meta_json(f->st, "attn_probe"))) {
         for (int i = 0; i < 3; i++) {
             int64_t v = 0;
             json_int(&json_root(d)->items[i], &v);
@@ -160,24 +100,6 @@ static int parse_input(Fixture *f) {
     return ok ? 0 : -1;
 }
 
-// A float copy of a reference tensor (NULL with a failure if absent).
-static float *ref_data(const Fixture *f, const char *name, int64_t *n) {
-    const StTensor *t = st_find(f->st, name);
-    if (!t) {
-        CHECK(0, "%s: reference %s missing", f->path, name);
-        return NULL;
-    }
-    float *v = mc_malloc((size_t)t->numel * sizeof(float));
-    McErr err;
-    if (st_to_f32(f->st, t, v, t->numel, &err)) {
-        CHECK(0, "%s: %s", f->path, err.msg);
-        mc_free(v);
-        return NULL;
-    }
-    *n = t->numel;
-    return v;
-}
-
 // Number of model parameters the fixture describes (stored floats + recipes).
 static int64_t fixture_params(const Fixture *f) {
     int64_t n = 0;
@@ -186,7 +108,7 @@ static int64_t fixture_params(const Fixture *f) {
         if (strncmp(t->name, "visual.", 7) || t->dtype == ST_I64) continue;
         n += t->numel;
     }
-    JsonDoc *d = meta_json(f, "detweights");
+    JsonDoc *d = fx_meta_json(f->st, "detweights");
     if (!d) return n;
     const JsonValue *a = json_root(d);
     for (size_t i = 0; i < a->len; i++) {
@@ -222,26 +144,12 @@ static void on_dump(void *vctx, const char *name, const Tensor *t) {
     }
     snprintf(key, sizeof key, "ref.%s", name);
     int64_t n = 0;
-    float *want = ref_data(c->f, key, &n);
+    float *want = fx_f32(c->f->st, key, &n);
     if (!want) return;
     CHECK(n == t->n, "%s: %lld values, reference has %lld", label, (long long)t->n, (long long)n);
     if (n == t->n) test_close_absmax(label, t->data, want, (size_t)n, TOL_ACT);
     mc_free(want);
     c->seen++;
-}
-
-static ImageTower *load_tower(const Fixture *f, int fuse) {
-    McErr err;
-    WeightSet *ws = ws_open(f->weights, &err);
-    CHECK(ws != NULL, "%s: %s", f->weights, ws ? "" : err.msg);
-    if (!ws) return NULL;
-    ImageTower *tw = image_tower_load(ws, &f->cfg, fuse, &err);
-    CHECK(tw != NULL, "%s: %s", f->path, tw ? "" : err.msg);
-    int fin = ws_finish(ws, &err);
-    CHECK(fin == 0, "%s: %s", f->path, fin ? err.msg : "");
-    ws_close(ws);
-    if (tw && fin) image_tower_free(tw), tw = NULL;
-    return tw;
 }
 
 // No weight has a gradient buffer or asks for one.
@@ -262,7 +170,7 @@ static float *run_form(const Fixture *f, int fuse, const float *input, int64_t n
     const char *form = fuse ? "fused" : "train";
     char label[128];
     snprintf(label, sizeof label, "%s/%s", f->label, form);
-    ImageTower *tw = load_tower(f, fuse);
+    ImageTower *tw = fx_image_tower(f->weights, f->path, &f->cfg, fuse);
     if (!tw) return NULL;
     CHECK(image_tower_fused(tw) == fuse, "%s: fused flag %d", label, image_tower_fused(tw));
 
@@ -277,7 +185,7 @@ static float *run_form(const Fixture *f, int fuse, const float *input, int64_t n
     Tensor *e = image_tower_forward(g, tw, x, &hooks);
     CHECK(dc.seen >= 5, "%s: only %d activations compared", label, dc.seen);
     int64_t n = 0;
-    float *want = ref_data(f, "ref.image.attn", &n);
+    float *want = fx_f32(f->st, "ref.image.attn", &n);
     CHECK(hooks.attn && want && hooks.attn->n == n, "%s: attention probe missing or mis-sized",
           label);
     if (hooks.attn && want && hooks.attn->n == n) {
@@ -288,7 +196,7 @@ static float *run_form(const Fixture *f, int fuse, const float *input, int64_t n
     mc_free(want);
     float *embed = mc_malloc((size_t)e->n * sizeof(float));
     memcpy(embed, e->data, (size_t)e->n * sizeof(float));
-    if (fuse && (want = ref_data(f, "ref.image.embed_fused", &n))) {
+    if (fuse && (want = fx_f32(f->st, "ref.image.embed_fused", &n))) {
         char l2[160];
         snprintf(l2, sizeof l2, "%s vs timm reparam", label);
         test_close_absmax(l2, embed, want, (size_t)n, TOL_ACT);
@@ -306,8 +214,8 @@ static float *run_form(const Fixture *f, int fuse, const float *input, int64_t n
     CHECK(e->n == f->in_shape[0] * f->cfg.embed &&
           memcmp(e->data, embed, (size_t)e->n * sizeof(float)) == 0,
           "%s: the taped forward differs from the inference forward", label);
-    float *r = ref_data(f, "ref.r", &n);
-    float *gwant = ref_data(f, "ref.image.grad_input", &n);
+    float *r = fx_f32(f->st, "ref.r", &n);
+    float *gwant = fx_f32(f->st, "ref.image.grad_input", &n);
     if (r && gwant) {
         ag_backward_seed(g, e, r);
         char l2[160];
@@ -453,7 +361,7 @@ static void fd_check(const char *name, int size, double h) {
         // FastViT takes any size; a ViT's token grid is fixed by its config.
         MC_CHECK(f.cfg.kind == MC_TRUNK_FASTVIT || size == f.cfg.image_size,
                  "fd_check: %s takes %d pixels", name, f.cfg.image_size);
-        ImageTower *tw = load_tower(&f, 1);
+        ImageTower *tw = fx_image_tower(f.weights, f.path, &f.cfg, 1);
         if (tw) {
             Tensor *x = tensor_new(MC_DIMS(1, 3, size, size));
             detweights_fill(x->data, (size_t)x->n, "fd.image", f.in_lo, f.in_hi, 7);

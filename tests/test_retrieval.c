@@ -35,6 +35,7 @@
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
 #include "util/detweights.h"
+#include "util/fixture.h"
 
 static void tmp_name(char *buf, size_t len, const char *tag) {
     const char *dir = getenv("TMPDIR");
@@ -146,31 +147,6 @@ static void check_metrics(void) {
 
 // ---- the loss against the reference multitask gradient ----
 
-static float *fx_f32(const StFile *f, const char *name, int64_t *n) {
-    const StTensor *t = st_find(f, name);
-    McErr err;
-    CHECK(t != NULL, "%s: missing tensor %s", st_path(f), name);
-    if (!t) return NULL;
-    float *v = malloc(sizeof(float) * (size_t)t->numel);
-    CHECK(st_to_f32(f, t, v, t->numel, &err) == 0, "%s", err.msg);
-    if (n) *n = t->numel;
-    return v;
-}
-
-static int32_t *fx_i32(const StFile *f, const char *name, int64_t *n) {
-    const StTensor *t = st_find(f, name);
-    McErr err;
-    CHECK(t != NULL, "%s: missing tensor %s", st_path(f), name);
-    if (!t) return NULL;
-    int64_t *v = malloc(sizeof(int64_t) * (size_t)t->numel);
-    int32_t *o = malloc(sizeof(int32_t) * (size_t)t->numel);
-    CHECK(st_to_i64(f, t, v, t->numel, &err) == 0, "%s", err.msg);
-    for (int64_t i = 0; i < t->numel; i++) o[i] = (int32_t)v[i];
-    free(v);
-    if (n) *n = t->numel;
-    return o;
-}
-
 // Tolerance relative to the reference gradient's absmax: the reference is
 // float32 torch (within 2.6e-6 of float64); observed C errors ~5e-6.
 #define TOL_GRAD 1e-3
@@ -243,45 +219,22 @@ done:
 }
 
 static void check_reference(void) {
-    const char *path = "tests/fixtures/coop_ref.safetensors";
-    const char *skip[] = {"ref.", "input.", NULL};
-    McErr err;
-    char wpath[512];
-    StFile *f = st_open(path, &err);
-    CHECK(f != NULL, "%s (regenerate: tests/reference/gen_coop.py)", f ? "" : err.msg);
-    if (!f) return;
-    tmp_name(wpath, sizeof wpath, "retw.safetensors");
-    CHECK(detweights_expand(path, wpath, skip) == 0, "expanding %s", path);
-    McModel *m = mc_model_load(wpath, NULL, &err);
-    unlink(wpath);
-    CHECK(m != NULL, "loading the expanded %s: %s", path, m ? "" : err.msg);
-    const char *cases = st_meta(f, "cases");
-    JsonDoc *doc = cases ? json_parse(cases, strlen(cases), NULL, &err) : NULL;
-    CHECK(doc != NULL, "%s: metadata 'cases' missing", path);
-    if (m && doc) {
-        double scale = atof(st_meta(f, "scale")), lambda = atof(st_meta(f, "lambda"));
-        int64_t N, B, E = m->text.cfg.embed;
-        float *img = fx_f32(f, "input.img", &N), *imgc = fx_f32(f, "input.img_cap", &B);
-        int32_t *labels = fx_i32(f, "input.labels", NULL);
-        N /= E, B /= E;
-        coop_normalize_rows(img, N, E);
-        coop_normalize_rows(imgc, B, E);
+    FxCoopRef r;
+    if (fx_coop_ref_open(&r) == 0) {
         int n = 0;
-        const JsonValue *root = json_root(doc);
+        const JsonValue *root = json_root(r.cases);
         for (size_t i = 0; i < root->len; i++) {
             int64_t multi = 0;
             json_int(json_get(&root->items[i], "multitask"), &multi);
             if (!multi) continue;
-            multitask_case(f, m, &root->items[i], img, labels, N, imgc, B, scale, lambda);
+            multitask_case(r.f, r.m, &root->items[i], r.img, r.labels, r.N, r.imgc, r.B,
+                           r.scale, r.lambda);
             n++;
         }
         CHECK(n >= 2, "%s: %d multitask cases, expected the template and paper-legacy ones",
-              path, n);
-        free(img), free(imgc), free(labels);
+              r.path, n);
     }
-    json_free(doc);
-    mc_model_free(m);
-    st_close(f);
+    fx_coop_ref_close(&r);
 }
 
 // ---- a small full-vocabulary tower for tokenized text ----

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../mobileclip/config.h"
@@ -16,6 +15,7 @@
 #include "../mobileclip/safetensors.h"
 #include "../mobileclip/weights.h"
 #include "util/check.h"
+#include "util/sys.h"
 
 static char tmpdir[] = "/tmp/mclip_st_XXXXXX";
 
@@ -396,12 +396,7 @@ static void write_skeleton(const char *path, const McModelConfig *c, int depth_d
 static int run_inspect(const char *bin, const char *path, char *out, size_t cap) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s' inspect --summary '%s' 2>&1", bin, path);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return test_run_capture(cmd, out, cap);
 }
 
 static void test_inspect_cli(void) {

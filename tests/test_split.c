@@ -2,7 +2,6 @@
 // paper-protocol.md §8 and values printed by CPython 3.11), the paper's
 // and CoOp's few-shot samplers, the split rules, and few-shot manifests
 // (write, reuse, header mismatch, foreign lists, bad rows).
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 
 #include "../datasets/split.h"
 #include "util/check.h"
+#include "util/sys.h"
 
 // ---- helpers ----
 
@@ -39,23 +39,6 @@ static Dataset *make_ds(int n_classes, int n, const int *labels, const int *spli
         ds_add_item(ds, name, labels[i], splits ? splits[i] : DS_TRAIN);
     }
     return ds;
-}
-
-static void rm_rf(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        char sub[4096];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
 }
 
 // ---- random numbers ----
@@ -306,7 +289,7 @@ static void test_manifests(void) {
 
     ds_fewshot_free(&a);
     ds_free(ds);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 int main(void) {

@@ -23,8 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "../mobileclip/json.h"
@@ -32,55 +30,18 @@
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
 #include "util/detweights.h"
+#include "util/fixture.h"
 #include "util/gradcheck.h"
+#include "util/sys.h"
+#include "util/tinytext.h"
 
 static const char *const fixture_skip[] = {"ref.", "input.", NULL};
 
 // ---- small helpers ----
 
-// A fresh temporary file name (the file exists, empty).
-static void tmp_name(char *buf, size_t len, const char *tag) {
-    const char *dir = getenv("TMPDIR");
-    snprintf(buf, len, "%s/mclip_%s_XXXXXX", dir ? dir : "/tmp", tag);
-    int fd = mkstemp(buf);
-    MC_CHECK(fd >= 0, "mkstemp %s failed", buf);
-    close(fd);
-}
-
 static int meta_int(const StFile *f, const char *key) {
     const char *v = st_meta(f, key);
     return v ? atoi(v) : -1;
-}
-
-// Read a fixture tensor as f32 (heap, n elements) or NULL with a FAIL.
-static float *read_f32(const StFile *f, const char *name, int64_t *n) {
-    const StTensor *t = st_find(f, name);
-    McErr err;
-    CHECK(t != NULL, "%s: missing tensor %s", st_path(f), name);
-    if (!t) return NULL;
-    float *v = mc_malloc((size_t)(t->numel + 1) * sizeof *v);
-    if (st_to_f32(f, t, v, t->numel, &err)) {
-        CHECK(0, "%s", err.msg);
-        mc_free(v);
-        return NULL;
-    }
-    if (n) *n = t->numel;
-    return v;
-}
-
-static int64_t *read_i64(const StFile *f, const char *name, int64_t *n) {
-    const StTensor *t = st_find(f, name);
-    McErr err;
-    CHECK(t != NULL, "%s: missing tensor %s", st_path(f), name);
-    if (!t) return NULL;
-    int64_t *v = mc_malloc((size_t)(t->numel + 1) * sizeof *v);
-    if (st_to_i64(f, t, v, t->numel, &err)) {
-        CHECK(0, "%s", err.msg);
-        mc_free(v);
-        return NULL;
-    }
-    if (n) *n = t->numel;
-    return v;
 }
 
 // ---- activation capture ----
@@ -163,7 +124,7 @@ static void check_fixture(const char *path) {
     if (!f) return;
 
     // Expand the recipes into a checkpoint and load it like any model.
-    tmp_name(wpath, sizeof wpath, "textw");
+    test_tmp_file(wpath, sizeof wpath, "textw");
     double t0 = mc_time();
     CHECK(detweights_expand(path, wpath, fixture_skip) == 0, "expanding %s", path);
     McModel *m = mc_model_load(wpath, NULL, &err);
@@ -186,10 +147,10 @@ static void check_fixture(const char *path) {
 
     // Inputs.
     int64_t n_ids, n_rows, n_r;
-    int64_t *ids64 = read_i64(f, "input.ids", &n_ids);
-    int64_t *pool_ref = read_i64(f, "ref.pool", NULL);
-    int64_t *rows = read_i64(f, "ref.rows", &n_rows);
-    float *r = read_f32(f, "input.r", &n_r);
+    int64_t *ids64 = fx_i64(f, "input.ids", &n_ids);
+    int64_t *pool_ref = fx_i64(f, "ref.pool", NULL);
+    int64_t *rows = fx_i64(f, "ref.rows", &n_rows);
+    float *r = fx_f32(f, "input.r", &n_r);
     if (!ids64 || !pool_ref || !rows || !r) goto done_model;
     int64_t T = c->context, W = c->width, E = c->embed, B = n_ids / T;
     int32_t *ids = mc_malloc((size_t)n_ids * sizeof *ids);
@@ -236,7 +197,7 @@ static void check_fixture(const char *path) {
             snprintf(rn, sizeof rn, "ref.block.%d", k);
         }
         const Act *a = act_find(&acts, nm);
-        float *want = read_f32(f, rn, NULL);
+        float *want = fx_f32(f, rn, NULL);
         CHECK(a && a->n == B * T * W, "%s: no dump %s of [B, T, W]", path, nm);
         if (a && want && a->n == B * T * W) close_rows(nm, a->v, want, rows, n_rows, W, TOL_ACT);
         mc_free(want);
@@ -245,14 +206,14 @@ static void check_fixture(const char *path) {
     for (int i = 0; i < 2; i++) {
         const Act *a = act_find(&acts, full[i][0]);
         int64_t n;
-        float *want = read_f32(f, full[i][1], &n);
+        float *want = fx_f32(f, full[i][1], &n);
         CHECK(a && want && a->n == n, "%s: %s missing or mis-sized", path, full[i][0]);
         if (a && want && a->n == n) test_close_absmax(full[i][0], a->v, want, (size_t)n, TOL_ACT);
         mc_free(want);
     }
-    float *want_e = read_f32(f, "ref.embeds", NULL);
+    float *want_e = fx_f32(f, "ref.embeds", NULL);
     if (want_e) test_close_absmax("embeds", emb->data, want_e, (size_t)(B * E), TOL_ACT);
-    float *want_g = read_f32(f, "ref.grad_x0", NULL);
+    float *want_g = fx_f32(f, "ref.grad_x0", NULL);
     if (want_g) close_rows("d L / d tokens", tok->grad, want_g, rows, n_rows, W, TOL_GRAD);
     check_frozen("frozen weights (training pass)", tt);
 
@@ -305,59 +266,17 @@ static Tensor *fd_build(Graph *g, Tensor **in, void *ctx) {
     return ag_l2norm(g, text_tower_forward_tokens(g, c->t, in[0], c->pool, NULL), 1e-12f);
 }
 
-// Write a random tiny checkpoint: V 13, T 9, W 16, 2 heads, 2 layers, E 5.
-// extra: TINY_VISUAL adds an S0-like image stem key, TINY_BOGUS an
-// unexpected text key, TINY_NO_LNF_BIAS drops text.ln_final.bias.
-enum { TINY_VISUAL = 1, TINY_BOGUS = 2, TINY_NO_LNF_BIAS = 4 };
-static void write_tiny(const char *path, int causal, int extra) {
-    enum { V = 13, T = 9, W = 16, L = 2, E = 5 };
-    StWriter *w = st_writer_new();
-    float buf[64 * 27];
-    char key[128];
-    McErr err;
-#define ADD(name, std, ...) do { \
-        int64_t shp[] = {__VA_ARGS__}; int nd = (int)(sizeof shp / sizeof shp[0]); \
-        int64_t n = 1; for (int d = 0; d < nd; d++) n *= shp[d]; \
-        test_fill_normal(buf, (size_t)n, std); \
-        if (strstr(name, "ln_") && strstr(name, "weight")) \
-            for (int64_t i = 0; i < n; i++) buf[i] += 1.0f; \
-        st_writer_add_f32(w, name, nd, shp, buf); } while (0)
-    ADD("text.token_embedding.weight", 0.5, V, W);
-    ADD("text.positional_embedding", 0.3, T, W);
-    for (int k = 0; k < L; k++) {
-        const char *suf[] = {"ln_1.weight", "ln_1.bias", "attn.in_proj_weight",
-                             "attn.in_proj_bias", "attn.out_proj.weight", "attn.out_proj.bias",
-                             "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
-                             "mlp.c_proj.weight", "mlp.c_proj.bias"};
-        int64_t d0[] = {W, W, 3 * W, 3 * W, W, W, W, W, 4 * W, 4 * W, W, W};
-        int64_t d1[] = {0, 0, W, 0, W, 0, 0, 0, W, 0, 4 * W, 0};
-        for (int i = 0; i < 12; i++) {
-            snprintf(key, sizeof key, "text.transformer.resblocks.%d.%s", k, suf[i]);
-            double std = d1[i] ? 1.0 / sqrt((double)d1[i]) : 0.1;
-            if (d1[i]) ADD(key, std, d0[i], d1[i]);
-            else ADD(key, std, d0[i]);
-        }
-    }
-    ADD("text.ln_final.weight", 0.1, W);
-    if (!(extra & TINY_NO_LNF_BIAS)) ADD("text.ln_final.bias", 0.1, W);
-    ADD("text.text_projection", 0.25, W, E);
-    if (extra & TINY_VISUAL) ADD("visual.trunk.stem.0.conv_kxk.0.conv.weight", 0.1, 64, 3, 3, 3);
-    if (extra & TINY_BOGUS) ADD("text.bogus", 0.1, 3);
-#undef ADD
-    float ls = logf(100.0f);
-    st_writer_add_f32(w, "logit_scale", 0, NULL, &ls);
-    st_writer_meta(w, "text_heads", "2");
-    st_writer_meta(w, "text_causal", causal ? "1" : "0");
-    MC_CHECK(st_writer_save(w, path, &err) == 0, "%s", err.msg);
-    st_writer_free(w);
-}
+// The tiny checkpoint (tests/util/tinytext.h): V 13, T 9, W 16, 2 heads,
+// 2 layers, E 5.
+static const TinyTextDims tiny = {.vocab = 13, .context = 9, .width = 16, .layers = 2,
+                                  .embed = 5};
 
 static void check_finite_differences(int causal) {
     char path[512], name[64];
     McErr err;
-    tmp_name(path, sizeof path, "tiny");
+    test_tmp_file(path, sizeof path, "tiny");
     test_seed(causal ? 7 : 5);
-    write_tiny(path, causal, 0);
+    tiny_text_write(path, tiny, causal, 0);
     McModel *m = mc_model_load(path, NULL, &err);
     CHECK(m != NULL, "tiny model: %s", m ? "" : err.msg);
     unlink(path);
@@ -400,11 +319,11 @@ static void check_finite_differences(int causal) {
 static void check_loader(void) {
     char path[512];
     McErr err;
-    tmp_name(path, sizeof path, "tinyl");
+    test_tmp_file(path, sizeof path, "tinyl");
 
     // Image keys are recognised (and left for the image tower), the text
     // tower of a reduced file is still taken from its shapes.
-    write_tiny(path, 0, TINY_VISUAL);
+    tiny_text_write(path, tiny, 0, TINY_VISUAL);
     McModel *m = mc_model_load(path, NULL, &err);
     CHECK(m && strstr(m->how, "MobileCLIP2-S0") && !strcmp(m->name, "custom"),
           "S0-like image keys: %s", m ? m->how : err.msg);
@@ -413,7 +332,7 @@ static void check_loader(void) {
     mc_model_free(m);
 
     // An unexpected key and a missing one are both named in one error.
-    write_tiny(path, 0, TINY_BOGUS | TINY_NO_LNF_BIAS);
+    tiny_text_write(path, tiny, 0, TINY_BOGUS | TINY_NO_LNF_BIAS);
     m = mc_model_load(path, NULL, &err);
     CHECK(!m && strstr(err.msg, "text.bogus") && strstr(err.msg, "text.ln_final.bias"),
           "bad keys not reported together: %s", m ? "(loaded)" : err.msg);
@@ -421,7 +340,7 @@ static void check_loader(void) {
     mc_model_free(m);
 
     // A name that does not fit the file: every mis-shaped key is named.
-    write_tiny(path, 0, 0);
+    tiny_text_write(path, tiny, 0, 0);
     m = mc_model_load(path, "MobileCLIP2-S3", &err);
     CHECK(!m && strstr(err.msg, "text.positional_embedding"), "S3 name on a tiny file: %s",
           m ? "(loaded)" : err.msg);
@@ -433,23 +352,6 @@ static void check_loader(void) {
 }
 
 // ---- mclip embed end to end ----
-
-// Run argv through fork/exec with stdout+stderr to log; exit status or -1.
-static int run_cmd(char *const argv[], const char *log) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int log_has(const char *log, const char *needle) {
     char buf[8192];
@@ -471,10 +373,10 @@ static void check_cli(const char *fixture) {
     CHECK(f != NULL, "%s", err.msg);
     if (!f) return;
     char wpath[512], out[512], log[512], txt[512];
-    tmp_name(wpath, sizeof wpath, "e2ew");
-    tmp_name(out, sizeof out, "e2eo");
-    tmp_name(log, sizeof log, "e2el");
-    tmp_name(txt, sizeof txt, "e2et");
+    test_tmp_file(wpath, sizeof wpath, "e2ew");
+    test_tmp_file(out, sizeof out, "e2eo");
+    test_tmp_file(log, sizeof log, "e2el");
+    test_tmp_file(txt, sizeof txt, "e2et");
     CHECK(detweights_expand(fixture, wpath, fixture_skip) == 0, "expanding %s", fixture);
 
     // The texts: the first three as --text, the rest through --text-file.
@@ -490,7 +392,7 @@ static void check_cli(const char *fixture) {
                     (char *)texts->items[0].str, (char *)texts->items[1].str,
                     (char *)texts->items[2].str, "--text-file", txt, "--out", out,
                     "--dump", "text.block.1,text.pooled", "--batch", "2", NULL};
-    int rc = run_cmd(argv, log);
+    int rc = test_run_argv(argv, log, NULL);
     CHECK(rc == 0, "mclip embed exited %d (log %s)", rc, log);
     if (rc != 0) goto done;
 
@@ -499,7 +401,7 @@ static void check_cli(const char *fixture) {
     CHECK(o != NULL, "%s", err.msg);
     if (!o) goto done;
     int64_t n_ids, n_ref, n_got, n_rows;
-    int64_t *ids_got = read_i64(o, "text_ids", &n_got), *ids_ref = read_i64(f, "input.ids", &n_ids);
+    int64_t *ids_got = fx_i64(o, "text_ids", &n_got), *ids_ref = fx_i64(f, "input.ids", &n_ids);
     int bad = 0;
     for (int64_t i = 0; ids_got && ids_ref && i < n_ids && n_got == n_ids; i++)
         bad += ids_got[i] != ids_ref[i];
@@ -509,7 +411,7 @@ static void check_cli(const char *fixture) {
     const char *pairs[][2] = {{"text_embeds", "ref.embeds"}, {"text_embeds_raw", "ref.proj"},
                               {"text.pooled", "ref.pooled"}};
     for (int i = 0; i < 3; i++) {
-        float *got = read_f32(o, pairs[i][0], &n_got), *want = read_f32(f, pairs[i][1], &n_ref);
+        float *got = fx_f32(o, pairs[i][0], &n_got), *want = fx_f32(f, pairs[i][1], &n_ref);
         char nm[80];
         snprintf(nm, sizeof nm, "mclip embed: %s", pairs[i][0]);
         CHECK(got && want && n_got == n_ref, "%s: size %lld vs %lld", nm, (long long)n_got,
@@ -519,8 +421,8 @@ static void check_cli(const char *fixture) {
         mc_free(want);
     }
     const StTensor *bt = st_find(o, "text.block.1");
-    int64_t *rows = read_i64(f, "ref.rows", &n_rows);
-    float *bg = read_f32(o, "text.block.1", &n_got), *bw = read_f32(f, "ref.block.1", NULL);
+    int64_t *rows = fx_i64(f, "ref.rows", &n_rows);
+    float *bg = fx_f32(o, "text.block.1", &n_got), *bw = fx_f32(f, "ref.block.1", NULL);
     CHECK(bt && bt->ndim == 3 && bt->shape[0] == 5 && bt->shape[1] == 77,
           "text.block.1 dump is not [5, 77, W]");
     if (bt && bg && bw && rows && bt->ndim == 3)
@@ -535,26 +437,26 @@ static void check_cli(const char *fixture) {
     // Bad input: clear messages and non-zero exits.
     char *bad_flag[] = {(char *)bin, "embed", "--model", wpath, "--text", "a", "--out", out,
                         "--frobnicate", NULL};
-    rc = run_cmd(bad_flag, log);
+    rc = test_run_argv(bad_flag, log, NULL);
     CHECK(rc == 2 && log_has(log, "--frobnicate"), "unknown flag: exit %d", rc);
     char *no_file[] = {(char *)bin, "embed", "--model", "/nonexistent/m.safetensors", "--text",
                        "a", "--out", out, NULL};
-    rc = run_cmd(no_file, log);
+    rc = test_run_argv(no_file, log, NULL);
     CHECK(rc == 1 && log_has(log, "/nonexistent/m.safetensors"), "missing model: exit %d", rc);
     char *bad_dump[] = {(char *)bin, "embed", "--model", wpath, "--text", "a", "--out", out,
                         "--dump", "text.block.2", NULL};
-    rc = run_cmd(bad_dump, log);
+    rc = test_run_argv(bad_dump, log, NULL);
     CHECK(rc == 2 && log_has(log, "text.block.2"), "dump of a missing block: exit %d", rc);
     char *no_text[] = {(char *)bin, "embed", "--model", wpath, "--out", out, NULL};
-    rc = run_cmd(no_text, log);
+    rc = test_run_argv(no_text, log, NULL);
     CHECK(rc == 2, "no texts: exit %d", rc);
     char *no_tfile[] = {(char *)bin, "embed", "--model", wpath, "--text-file", "/nonexistent/t",
                         "--out", out, NULL};
-    rc = run_cmd(no_tfile, log);
+    rc = test_run_argv(no_tfile, log, NULL);
     CHECK(rc == 1 && log_has(log, "/nonexistent/t"), "missing text file: exit %d", rc);
     char *bad_name[] = {(char *)bin, "embed", "--model", wpath, "--model-name", "MobileCLIP2-S0",
                         "--text", "a", "--out", out, NULL};
-    rc = run_cmd(bad_name, log);
+    rc = test_run_argv(bad_name, log, NULL);
     CHECK(rc == 1 && log_has(log, "text.token_embedding.weight"),
           "a reduced file loaded as S0 must report mis-shaped keys: exit %d", rc);
     printf("%-36s bad flag / missing file / bad dump / no text / wrong name: reported\n",

@@ -35,6 +35,7 @@
 #include "../mobileclip/safetensors.h"
 #include "util/check.h"
 #include "util/detweights.h"
+#include "util/fixture.h"
 
 // Tolerances relative to the reference's absmax.  torch float32 vs float64
 // differ by at most 3.6e-6 on the prompt gradient (generator output); C
@@ -253,172 +254,41 @@ static void test_paper_pt(void) {
 
 // ---- reference parity ----
 
+// A vp_ref case (tests/util/fixture.h) with the loss inputs: N images
+// (vc.x), K class embeddings and the labels.
 typedef struct {
-    char path[256], weights[512];
-    StFile *st;
-    McImageConfig cfg;
-    int N, K, border;
-    double scale;
-    float *x, *txtn, *theta;
-    int32_t *labels;
+    FxVpCase vc;
+    int N, K;
+    double scale;          // logit scale
+    float *txtn;           // [K, E] class embeddings, normalised here
+    int32_t *labels;       // [N]
 } RefCase;
-
-static int jint(const JsonValue *o, const char *key) {
-    int64_t v = 0;
-    const JsonValue *x = json_get(o, key);
-    CHECK(x && json_int(x, &v) == 0, "json: integer %s missing", key);
-    return (int)v;
-}
-
-static void jints(const JsonValue *o, const char *key, int *out) {
-    const JsonValue *a = json_get(o, key);
-    CHECK(a && a->type == JSON_ARRAY && a->len <= 5, "json: array %s", key);
-    for (size_t i = 0; a && i < a->len && i < 5; i++) out[i] = (int)a->items[i].integer;
-}
-
-static JsonDoc *meta_json(StFile *st, const char *key) {
-    const char *s = st_meta(st, key);
-    McErr err;
-    JsonDoc *d = s ? json_parse(s, strlen(s), NULL, &err) : NULL;
-    CHECK(d != NULL, "%s: metadata %s missing or bad", st_path(st), key);
-    return d;
-}
-
-// The tower configuration gen_image.py reads back from timm.
-static void parse_config(RefCase *c, const JsonValue *o) {
-    McImageConfig *m = &c->cfg;
-    memset(m, 0, sizeof *m);
-    const JsonValue *kind = json_get(o, "kind");
-    const char *k = kind && kind->type == JSON_STRING ? kind->str : "";
-    m->image_size = jint(o, "image_size");
-    m->embed = jint(o, "embed");
-    if (!strcmp(k, "fastvit")) {
-        McFastVitConfig *v = &m->fastvit;
-        m->kind = MC_TRUNK_FASTVIT;
-        v->n_stages = jint(o, "n_stages");
-        jints(o, "widths", v->widths);
-        jints(o, "depths", v->depths);
-        jints(o, "attn", v->attn);
-        jints(o, "se_downsample", v->se_downsample);
-        v->mlp_ratio = jint(o, "mlp_ratio");
-        v->attn_layernorm = jint(o, "attn_layernorm");
-        v->stem_scale_branch = jint(o, "stem_scale_branch");
-    } else {
-        McVitConfig *v = &m->vit;
-        m->kind = !strcmp(k, "vit_b_mci") ? MC_TRUNK_VIT_B_MCI : MC_TRUNK_VIT_L14;
-        v->width = jint(o, "width");
-        v->heads = jint(o, "heads");
-        v->layers = jint(o, "layers");
-        v->mlp = jint(o, "mlp");
-        v->patch = jint(o, "patch");
-        const JsonValue *e = json_get(o, "ln_eps");
-        v->ln_eps = e ? (float)e->number : 0;
-        v->conv_stem = jint(o, "conv_stem");
-        v->norm_pre = jint(o, "norm_pre");
-        v->cls_has_pos = jint(o, "cls_has_pos");
-    }
-}
-
-static float *read_f32(StFile *st, const char *name, int64_t *n) {
-    const StTensor *t = st_find(st, name);
-    CHECK(t != NULL, "%s: %s missing", st_path(st), name);
-    if (!t) return NULL;
-    float *v = malloc(sizeof(float) * (size_t)t->numel);
-    McErr err;
-    CHECK(st_to_f32(st, t, v, t->numel, &err) == 0, "%s: %s", name, err.msg);
-    if (n) *n = t->numel;
-    return v;
-}
-
-// The four named pieces prefix.pad_up, ... concatenated.
-static float *read_pieces(StFile *st, const char *prefix, int64_t P) {
-    const char *names[4] = {"pad_up", "pad_down", "pad_left", "pad_right"};
-    float *out = malloc(sizeof(float) * (size_t)P);
-    int64_t off = 0;
-    for (int p = 0; p < 4; p++) {
-        char key[64];
-        int64_t n = 0;
-        snprintf(key, sizeof key, "%s%s", prefix, names[p]);
-        float *v = read_f32(st, key, &n);
-        if (v && off + n <= P) memcpy(out + off, v, sizeof(float) * (size_t)n);
-        off += n;
-        free(v);
-    }
-    CHECK(off == P, "%s pieces: %lld values, expected %lld", prefix, (long long)off,
-          (long long)P);
-    return out;
-}
 
 static int open_case(RefCase *c, const char *name) {
     memset(c, 0, sizeof *c);
-    snprintf(c->path, sizeof c->path, "tests/fixtures/vp_ref_%s.safetensors", name);
-    McErr err;
-    c->st = st_open(c->path, &err);
-    CHECK(c->st != NULL, "%s: %s (regenerate with tests/reference/gen_vp.py)", c->path,
-          c->st ? "" : err.msg);
-    if (!c->st) return -1;
-    JsonDoc *dc = meta_json(c->st, "case"), *di = meta_json(c->st, "image_config");
-    JsonDoc *dx = meta_json(c->st, "image_input");
-    if (!dc || !di || !dx) return json_free(dc), json_free(di), json_free(dx), -1;
-    c->N = jint(json_root(dc), "N"), c->K = jint(json_root(dc), "K");
-    c->border = jint(json_root(dc), "border");
-    c->scale = json_get(json_root(dc), "scale")->number;
-    parse_config(c, json_root(di));
-
-    // The images: a recipe ["input.image", [N, 3, S, S], lo, hi].
-    const JsonValue *a = json_root(dx);
-    const char *seed = st_meta(c->st, "detweights_seed");
-    int S = c->cfg.image_size;
-    int64_t nx = (int64_t)c->N * 3 * S * S;
-    c->x = malloc(sizeof(float) * (size_t)nx);
-    detweights_fill(c->x, (size_t)nx, a->items[0].str, a->items[2].number, a->items[3].number,
-                    seed ? strtoull(seed, NULL, 10) : 0);
-    json_free(dc), json_free(di), json_free(dx);
-
-    // Prompt, class embeddings (normalised here), labels.
-    c->theta = read_pieces(c->st, "input.", coop_vp_numel(S, c->border));
-    c->txtn = read_f32(c->st, "input.txt", NULL);
-    if (c->txtn) coop_normalize_rows(c->txtn, c->K, c->cfg.embed);
-    int64_t lab[64];
-    const StTensor *t = st_find(c->st, "input.labels");
-    CHECK(t && t->numel == c->N && c->N <= 64, "input.labels");
-    if (t) st_to_i64(c->st, t, lab, t->numel, &err);
-    c->labels = malloc(sizeof(int32_t) * (size_t)c->N);
-    for (int i = 0; i < c->N; i++) c->labels[i] = (int32_t)lab[i];
-
-    // Weights file from the recipes and the stored small tensors.
-    const char *tmp = getenv("TMPDIR");
-    snprintf(c->weights, sizeof c->weights, "%s/mclip_%d_vp_%s.safetensors",
-             tmp ? tmp : "/tmp", (int)getpid(), name);
-    const char *skip[] = {"ref.", "input.", NULL};
-    int rc = detweights_expand(c->path, c->weights, skip);
-    CHECK(rc == 0, "%s: expanding the weight recipes failed", c->path);
-    return rc;
+    if (fx_vp_open(&c->vc, name, "vp")) return -1;
+    const JsonValue *info = json_root(c->vc.info);
+    c->N = fx_json_int(info, "N"), c->K = fx_json_int(info, "K");
+    c->scale = json_get(info, "scale")->number;
+    MC_CHECK(c->N <= c->vc.N, "%s: case N %d, %lld images", c->vc.path, c->N,
+             (long long)c->vc.N);
+    c->txtn = fx_f32(c->vc.st, "input.txt", NULL);
+    if (c->txtn) coop_normalize_rows(c->txtn, c->K, c->vc.cfg.embed);
+    int64_t n = 0;
+    c->labels = fx_i32(c->vc.st, "input.labels", &n);
+    CHECK(c->labels && n == c->N, "input.labels");
+    return c->labels && n == c->N ? 0 : -1;
 }
 
 static void close_case(RefCase *c) {
-    if (c->weights[0]) unlink(c->weights);
-    st_close(c->st);
-    free(c->x), free(c->txtn), free(c->theta), free(c->labels);
-}
-
-static ImageTower *load_tower(const RefCase *c, int fuse) {
-    McErr err;
-    WeightSet *ws = ws_open(c->weights, &err);
-    CHECK(ws != NULL, "%s: %s", c->weights, ws ? "" : err.msg);
-    if (!ws) return NULL;
-    ImageTower *tw = image_tower_load(ws, &c->cfg, fuse, &err);
-    int fin = tw ? ws_finish(ws, &err) : -1;
-    CHECK(tw && fin == 0, "%s: %s", c->path, err.msg);
-    ws_close(ws);
-    if (tw && fin) image_tower_free(tw), tw = NULL;
-    return tw;
+    fx_vp_close(&c->vc);
+    mc_free(c->txtn), mc_free(c->labels);
 }
 
 static double run_loss(Graph *g, ImageTower *tw, CoopVPrompt *vp, const RefCase *c,
                        float *logits) {
     tensor_zero_grad(vp->theta);
-    return coop_vp_loss(g, tw, vp, c->x, c->N, c->txtn, c->K, c->labels, c->scale, logits,
+    return coop_vp_loss(g, tw, vp, c->vc.x, c->N, c->txtn, c->K, c->labels, c->scale, logits,
                         NULL, NULL);
 }
 
@@ -457,21 +327,21 @@ static void fd_check(Graph *g, ImageTower *tw, CoopVPrompt *vp, const RefCase *c
 static void run_case(const char *name) {
     RefCase c;
     if (open_case(&c, name) == 0) {
-        int S = c.cfg.image_size;
-        int64_t P = coop_vp_numel(S, c.border);
-        float *ref_grad = read_pieces(c.st, "ref.grad.", P);
-        float *ref_logits = read_f32(c.st, "ref.logits", NULL);
-        float *ref_loss = read_f32(c.st, "ref.loss", NULL);
+        int S = c.vc.cfg.image_size;
+        int64_t P = coop_vp_numel(S, c.vc.border);
+        float *ref_grad = fx_vp_pieces(c.vc.st, "ref.grad.", P);
+        float *ref_logits = fx_f32(c.vc.st, "ref.logits", NULL);
+        float *ref_loss = fx_f32(c.vc.st, "ref.loss", NULL);
         float *logits = malloc(sizeof(float) * (size_t)(c.N * c.K));
         for (int fuse = 1; fuse >= 0; fuse--) {
-            ImageTower *tw = load_tower(&c, fuse);
+            ImageTower *tw = fx_image_tower(c.vc.weights, c.vc.path, &c.vc.cfg, fuse);
             if (!tw || !ref_grad || !ref_logits || !ref_loss) {
                 image_tower_free(tw);
                 continue;
             }
             McErr err;
             CoopVPrompt vp;
-            CHECK(coop_vp_init_data(&vp, S, c.border, c.theta, &err) == 0, "%s", err.msg);
+            CHECK(coop_vp_init_data(&vp, S, c.vc.border, c.vc.theta, &err) == 0, "%s", err.msg);
             Graph *g = ag_graph_new(1 << 22);
             double loss = run_loss(g, tw, &vp, &c, logits);
             char label[96];
@@ -491,14 +361,15 @@ static void run_case(const char *name) {
                 float *gx = malloc(sizeof(float) * (size_t)(c.N * img));
                 float *sum = calloc((size_t)img, sizeof(float)), *gb = malloc(sizeof(float) * P);
                 tensor_zero_grad(vp.theta);
-                coop_vp_loss(g, tw, &vp, c.x, c.N, c.txtn, c.K, c.labels, c.scale, NULL, NULL, gx);
+                coop_vp_loss(g, tw, &vp, c.vc.x, c.N, c.txtn, c.K, c.labels, c.scale, NULL,
+                             NULL, gx);
                 for (int64_t n = 0; n < c.N; n++)
                     for (int64_t i = 0; i < img; i++) sum[i] += gx[n * img + i];
                 for (int ch = 0; ch < 3; ch++)
-                    for (int i = c.border; i < S - c.border; i++)
-                        for (int j = c.border; j < S - c.border; j++)
+                    for (int i = c.vc.border; i < S - c.vc.border; i++)
+                        for (int j = c.vc.border; j < S - c.vc.border; j++)
                             hole_nz += sum[((int64_t)ch * S + i) * S + j] != 0.0f;
-                coop_vp_from_full(S, c.border, sum, gb);
+                coop_vp_from_full(S, c.vc.border, sum, gb);
                 snprintf(label, sizeof label, "%s d L / d x' summed on the border", name);
                 test_close_absmax(label, gb, vp.theta->grad, (size_t)P, 1e-6);
                 CHECK(hole_nz > 0, "%s: d L / d x' is zero in the hole", name);
@@ -527,25 +398,25 @@ static void run_case(const char *name) {
 static void usage_sketch(void) {
     RefCase c;
     if (open_case(&c, "s0_b10") == 0) {
-        ImageTower *tw = load_tower(&c, 1);
+        ImageTower *tw = fx_image_tower(c.vc.weights, c.vc.path, &c.vc.cfg, 1);
         McErr err;
         CoopVPrompt vp;
-        int S = c.cfg.image_size;
+        int S = c.vc.cfg.image_size;
         int ok = tw && coop_vp_init(&vp, S, 10, COOP_VP_INIT_STD, 42, &err) == 0;
         CHECK(ok, "usage sketch: init");
         if (ok) {
             Graph *g = ag_graph_new(1 << 22);
             float *logits = malloc(sizeof(float) * (size_t)(c.N * c.K));
             tensor_zero_grad(vp.theta);
-            double loss = coop_vp_loss(g, tw, &vp, c.x, c.N, c.txtn, c.K, c.labels, 100.0,
+            double loss = coop_vp_loss(g, tw, &vp, c.vc.x, c.N, c.txtn, c.K, c.labels, 100.0,
                                        logits, NULL, NULL);
             CHECK(isfinite(loss) && loss > 0, "usage sketch: loss %g", loss);
             // Features with and without the prompt differ.
-            int64_t E = c.cfg.embed;
+            int64_t E = c.vc.cfg.embed;
             float *f0 = malloc(sizeof(float) * (size_t)(c.N * E));
             float *f1 = malloc(sizeof(float) * (size_t)(c.N * E));
-            coop_vp_features(g, tw, NULL, c.x, c.N, 3, f0);
-            coop_vp_features(g, tw, &vp, c.x, c.N, 3, f1);
+            coop_vp_features(g, tw, NULL, c.vc.x, c.N, 3, f0);
+            coop_vp_features(g, tw, &vp, c.vc.x, c.N, 3, f1);
             double d = 0;
             for (int64_t i = 0; i < c.N * E; i++) d = fmax(d, fabs(f0[i] - f1[i]));
             CHECK(d > 1e-4, "usage sketch: the prompt does not change the features");
@@ -627,14 +498,14 @@ static void check_cli(void) {
             tensor_zero_grad(p.theta);
             double loss = coop_vp_loss(gr, m->image, &p, x, 2, txtn, 3, lab, 100.0, NULL, NULL,
                                        NULL);
-            float *got = read_f32(f, "loss", NULL);
+            float *got = fx_f32(f, "loss", NULL);
             CHECK(got && fabs(got[0] - loss) <= 1e-6 * fabs(loss), "vp grad loss %g vs %g",
                   got ? got[0] : NAN, loss);
-            float *gp = read_pieces(f, "grad.", p.theta->n);
+            float *gp = fx_vp_pieces(f, "grad.", p.theta->n);
             test_close_absmax("mclip vp grad d loss / d prompt", gp, p.theta->grad,
                               (size_t)p.theta->n, 1e-6);
             // grad_prompt [3, S, S] is the pieces with a zero hole.
-            float *full = read_f32(f, "grad_prompt", NULL);
+            float *full = fx_f32(f, "grad_prompt", NULL);
             float *back = malloc(sizeof(float) * 3 * S * S);
             coop_vp_to_full(S, p.border, gp, back);
             CHECK(full && !memcmp(full, back, sizeof(float) * 3 * S * S),
