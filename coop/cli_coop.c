@@ -28,6 +28,7 @@
 #include "../datasets/metrics.h"
 #include "../datasets/preprocess.h"
 #include "../datasets/split.h"
+#include "../mobileclip/cli_common.h"
 #include "../mobileclip/json.h"
 #include "../mobileclip/model.h"
 #include "../mobileclip/safetensors.h"
@@ -179,12 +180,6 @@ static int demo_model(const char *cache, char *buf, size_t len, McErr *err) {
     if (ds_mkdirs(cache, err)) return -1;
     fprintf(stderr, "writing a RANDOM-WEIGHT MobileCLIP2-S0-shaped model to %s\n", buf);
     return coop_randmodel_write(buf, mc_config_find("S0"), 1, 0, err);
-}
-
-static Tokenizer *load_tokenizer(McErr *err) {
-    char path[1024];
-    if (tok_find_vocab(path, sizeof path, err) < 0) return NULL;
-    return tok_load(path, err);
 }
 
 static double logit_scale(const Args *a, const McModel *m, const CoopPromptCfg *pc) {
@@ -762,7 +757,7 @@ static int cmd_train(int argc, char **argv) {
     // Prompt: configuration, initialisation, class rows.
     CoopPromptCfg pc;
     if (prompt_cfg(&a, coop_recipe, &pc, &err)) goto fail;
-    tok = load_tokenizer(&err);
+    tok = cli_tokenizer_load(&err);
     if (!tok) goto fail;
     int W = mc.m->text.cfg.width;
     if (a.init ? coop_prompt_init_phrase(&p, &pc, &mc.m->text, tok, a.init, d.K, &err)
@@ -934,7 +929,7 @@ static int cmd_eval(int argc, char **argv) {
             fprintf(stderr, "warning: the prompt's class names (sha1 %s) differ from the "
                     "data's (sha1 %s)\n", s1, s2);
     }
-    tok = load_tokenizer(&err);
+    tok = cli_tokenizer_load(&err);
     if (!tok || class_rows(&cls, &p, &mc.m->text, tok, d.classes, d.K, &err)) goto fail;
     if (a.base_to_new && class_rows(&cls_n, &p, &mc.m->text, tok, dn.classes, dn.K, &err))
         goto fail;
@@ -1084,7 +1079,7 @@ static int cmd_grad(int argc, char **argv) {
         coop_promptfile_check(&pf, mc.m->name, mc.m->text.cfg.width, &err) ||
         coop_promptfile_prompt(&pf, &p, &err))
         goto fail;
-    tok = load_tokenizer(&err);
+    tok = cli_tokenizer_load(&err);
     if (!tok || class_rows(&cls, &p, &mc.m->text, tok, a.classes.v, K, &err)) goto fail;
 
     // Image features of the batch (preprocessed as the model's tag says).

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../mobileclip/cli_common.h"
 #include "../mobileclip/model.h"
 #include "cli.h"
 #include "interpret.h"
@@ -102,8 +103,7 @@ static int cmd_nearest(Args *a) {
     float *sc = NULL;
     McModel *m = mc_model_load(a->model, NULL, &err);
     if (!m || load_prompt(a->prompt, m, &pf, &err)) goto fail;
-    char vocab[1024];
-    if (tok_find_vocab(vocab, sizeof vocab, &err) < 0 || !(tok = tok_load(vocab, &err))) goto fail;
+    if (!(tok = cli_tokenizer_load(&err))) goto fail;
     int64_t R = prompt_rows(&pf), W = pf.width, V = m->text.cfg.vocab;
     int k = a->k < V ? a->k : (int)V;
     ids = mc_malloc((size_t)(R * k) * sizeof *ids);
@@ -151,8 +151,7 @@ static int cmd_similarity(Args *a) {
     char **labels = mc_calloc((size_t)n, sizeof *labels);
     McModel *m = mc_model_load(a->model, NULL, &err);
     if (!m || load_prompt(a->prompt, m, &pf, &err)) goto fail;
-    char vocab[1024];
-    if (tok_find_vocab(vocab, sizeof vocab, &err) < 0 || !(tok = tok_load(vocab, &err))) goto fail;
+    if (!(tok = cli_tokenizer_load(&err))) goto fail;
     int64_t E = m->text.cfg.embed;
     f = mc_malloc((size_t)(n * E) * sizeof *f);
     cm = mc_malloc((size_t)(n * n) * sizeof *cm);

@@ -31,49 +31,12 @@
 #include "../mobileclip/cli_common.h"
 #include "../mobileclip/model.h"
 #include "cli.h"
+#include "cli_shared.h"
 #include "promptfile.h"
 #include "randmodel.h"
 #include "retrieval.h"
 
-// ---- options (the same small parser as cli_vp.c) ----
-
-typedef enum { O_STR, O_INT, O_DBL, O_U64, O_FLAG } OptKind;
-
-typedef struct {
-    const char *name;
-    OptKind     kind;
-    void       *dst;
-} Opt;
-
-static int parse_opts(const Opt *opts, int n_opts, int argc, char **argv, const char *cmd) {
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-        const Opt *o = NULL;
-        for (int k = 0; k < n_opts && !o; k++)
-            if (!strcmp(argv[i], opts[k].name)) o = &opts[k];
-        if (!o) return fprintf(stderr, "mclip %s: unknown option %s\n", cmd, argv[i]), 2;
-        if (o->kind == O_FLAG) {
-            *(int *)o->dst = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return fprintf(stderr, "mclip %s: %s needs a value\n", cmd, argv[i]), 2;
-        const char *v = argv[++i];
-        char *end = "";
-        if (o->kind == O_STR) *(const char **)o->dst = v;
-        else if (o->kind == O_INT) *(int *)o->dst = (int)strtol(v, &end, 10);
-        else if (o->kind == O_DBL) *(double *)o->dst = strtod(v, &end);
-        else *(uint64_t *)o->dst = strtoull(v, &end, 10);
-        if (*end || !*v)
-            return fprintf(stderr, "mclip %s: %s %s is not a number\n", cmd, o->name, v), 2;
-    }
-    return 0;
-}
-
-static Tokenizer *load_tokenizer(McErr *err) {
-    char path[1024];
-    if (tok_find_vocab(path, sizeof path, err) < 0) return NULL;
-    return tok_load(path, err);
-}
+// ---- the model ----
 
 static McModel *open_model(const char *path, int *random, McErr *err) {
     *random = coop_randmodel_is_random(path);
@@ -149,15 +112,6 @@ static void prep_of(const McModel *m, DsPrepConfig *pc) {
     cli_prep_config(pc, m, DS_PREP_PAPER);
 }
 
-static int load_text_prompt(const char *path, const McModel *m, CoopPrompt *p, McErr *err) {
-    CoopPromptFile pf;
-    if (coop_promptfile_load(path, &pf, err)) return -1;
-    int rc = coop_promptfile_check(&pf, m->name, m->text.cfg.width, err) ||
-             coop_promptfile_prompt(&pf, p, err) ? -1 : 0;
-    coop_promptfile_free(&pf);
-    return rc;
-}
-
 static int load_vprompt(const char *path, const McModel *m, CoopVPrompt *vp, McErr *err) {
     CoopVPromptFile f;
     if (coop_vp_load(path, &f, err)) return -1;
@@ -218,12 +172,12 @@ static int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *captions = NULL, *images = NULL, *split = "test";
     const char *prompt = NULL, *vprompt = NULL;
     int batch = 16, group = COOP_RET_GROUP, limit = 0;
-    Opt opts[] = {{"--model", O_STR, &model}, {"--captions", O_STR, &captions},
-                  {"--images", O_STR, &images}, {"--split", O_STR, &split},
-                  {"--prompt", O_STR, &prompt}, {"--vprompt", O_STR, &vprompt},
-                  {"--batch", O_INT, &batch}, {"--group", O_INT, &group},
-                  {"--limit", O_INT, &limit}};
-    int r = parse_opts(opts, 9, argc, argv, "retrieval eval");
+    CliOpt opts[] = {{"--model", CLI_OPT_STR, &model}, {"--captions", CLI_OPT_STR, &captions},
+                     {"--images", CLI_OPT_STR, &images}, {"--split", CLI_OPT_STR, &split},
+                     {"--prompt", CLI_OPT_STR, &prompt}, {"--vprompt", CLI_OPT_STR, &vprompt},
+                     {"--batch", CLI_OPT_INT, &batch}, {"--group", CLI_OPT_INT, &group},
+                     {"--limit", CLI_OPT_INT, &limit}};
+    int r = cli_parse_opts(opts, 9, argc, argv, "retrieval eval");
     if (r == 1 || r == 2 || !model || !captions || batch < 1 || group < 1) {
         fprintf(r == 1 ? stdout : stderr,
                 "usage: mclip retrieval eval --model FILE --captions FILE [--images DIR]\n"
@@ -241,9 +195,9 @@ static int cmd_eval(int argc, char **argv) {
     CoopVPrompt vp = {0};
     McModel *m = open_model(model, &random, &err);
     if (!m || load_split(&s, captions, images, split, limit, &err)) goto fail;
-    if (prompt && load_text_prompt(prompt, m, &p, &err)) goto fail;
+    if (prompt && cli_load_text_prompt(prompt, m, &p, &err)) goto fail;
     if (vprompt && load_vprompt(vprompt, m, &vp, &err)) goto fail;
-    if (!(tok = load_tokenizer(&err))) goto fail;
+    if (!(tok = cli_tokenizer_load(&err))) goto fail;
     CoopRetScores sc;
     if (evaluate(m, tok, prompt ? &p : NULL, vprompt ? &vp : NULL, &s, batch, group, &sc, &err))
         goto fail;
@@ -312,18 +266,20 @@ static int cmd_train(int argc, char **argv) {
     TrainArgs a = {.split = "train", .form = "paper", .pool = "eot", .epochs = -1, .batch = -1,
                    .n_ctx = 16, .group = COOP_RET_GROUP, .lr = -1, .wd = -1, .lambda = -1,
                    .scale = -1, .seed = 1};
-    Opt opts[] = {
-        {"--model", O_STR, &a.model}, {"--captions", O_STR, &a.captions},
-        {"--images", O_STR, &a.images}, {"--split", O_STR, &a.split},
-        {"--eval-split", O_STR, &a.eval_split}, {"--out", O_STR, &a.out},
-        {"--data", O_STR, &a.data}, {"--dataset", O_STR, &a.dataset},
-        {"--shots", O_STR, &a.shots}, {"--form", O_STR, &a.form}, {"--pool", O_STR, &a.pool},
-        {"--init", O_STR, &a.init}, {"--epochs", O_INT, &a.epochs},
-        {"--batch", O_INT, &a.batch}, {"--n-ctx", O_INT, &a.n_ctx},
-        {"--limit", O_INT, &a.limit}, {"--group", O_INT, &a.group}, {"--chunk", O_INT, &a.chunk},
-        {"--lr", O_DBL, &a.lr}, {"--wd", O_DBL, &a.wd}, {"--lambda", O_DBL, &a.lambda},
-        {"--scale", O_DBL, &a.scale}, {"--seed", O_U64, &a.seed}};
-    int r = parse_opts(opts, (int)(sizeof opts / sizeof *opts), argc, argv, "retrieval train");
+    CliOpt opts[] = {
+        {"--model", CLI_OPT_STR, &a.model}, {"--captions", CLI_OPT_STR, &a.captions},
+        {"--images", CLI_OPT_STR, &a.images}, {"--split", CLI_OPT_STR, &a.split},
+        {"--eval-split", CLI_OPT_STR, &a.eval_split}, {"--out", CLI_OPT_STR, &a.out},
+        {"--data", CLI_OPT_STR, &a.data}, {"--dataset", CLI_OPT_STR, &a.dataset},
+        {"--shots", CLI_OPT_STR, &a.shots}, {"--form", CLI_OPT_STR, &a.form},
+        {"--pool", CLI_OPT_STR, &a.pool}, {"--init", CLI_OPT_STR, &a.init},
+        {"--epochs", CLI_OPT_INT, &a.epochs}, {"--batch", CLI_OPT_INT, &a.batch},
+        {"--n-ctx", CLI_OPT_INT, &a.n_ctx}, {"--limit", CLI_OPT_INT, &a.limit},
+        {"--group", CLI_OPT_INT, &a.group}, {"--chunk", CLI_OPT_INT, &a.chunk},
+        {"--lr", CLI_OPT_DBL, &a.lr}, {"--wd", CLI_OPT_DBL, &a.wd},
+        {"--lambda", CLI_OPT_DBL, &a.lambda}, {"--scale", CLI_OPT_DBL, &a.scale},
+        {"--seed", CLI_OPT_U64, &a.seed}};
+    int r = cli_parse_opts(opts, (int)(sizeof opts / sizeof *opts), argc, argv, "retrieval train");
     if (r == 1 || r == 2 || !a.model || !a.captions || !a.out) {
         fprintf(r == 1 ? stdout : stderr,
                 "usage: mclip retrieval train --model FILE --captions FILE [--images DIR]\n"
@@ -348,11 +304,11 @@ static int cmd_train(int argc, char **argv) {
     int64_t ncls = 0;
     McModel *m = open_model(a.model, &random, &err);
     if (!m || load_split(&s, a.captions, a.images, a.split, a.limit, &err)) goto fail;
-    if (!(tok = load_tokenizer(&err))) goto fail;
+    if (!(tok = cli_tokenizer_load(&err))) goto fail;
 
     // The prompt: --init, or a fresh one of the requested form.
     if (a.init) {
-        if (load_text_prompt(a.init, m, &p, &err)) goto fail;
+        if (cli_load_text_prompt(a.init, m, &p, &err)) goto fail;
     } else {
         CoopPromptCfg pc = coop_prompt_paper(0);
         int f = coop_form_parse(a.form), pl = coop_pool_parse(a.pool);

@@ -36,69 +36,13 @@
 #include "../mobileclip/model.h"
 #include "../mobileclip/safetensors.h"
 #include "cli.h"
+#include "cli_shared.h"
 #include "optim.h"
 #include "promptfile.h"
 #include "randmodel.h"
 #include "retrieval.h"
 #include "rng.h"
 #include "vprompt.h"
-
-// ---- options ----
-
-typedef enum { O_STR, O_INT, O_DBL, O_U64, O_FLAG, O_LIST } OptKind;
-
-typedef struct {
-    char **v;   // pointers into argv
-    int    n;
-} ArgList;
-
-typedef struct {
-    const char *name;
-    OptKind     kind;
-    void       *dst;
-} Opt;
-
-// 0 parsed, 1 --help, 2 usage error (printed).
-static int parse_opts(const Opt *opts, int n_opts, int argc, char **argv, const char *cmd) {
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-        const Opt *o = NULL;
-        for (int k = 0; k < n_opts && !o; k++)
-            if (!strcmp(argv[i], opts[k].name)) o = &opts[k];
-        if (!o) {
-            fprintf(stderr, "mclip %s: unknown option %s\n", cmd, argv[i]);
-            return 2;
-        }
-        if (o->kind == O_FLAG) {
-            *(int *)o->dst = 1;
-            continue;
-        }
-        if (o->kind == O_LIST) {
-            ArgList *l = o->dst;
-            l->v = argv + i + 1, l->n = 0;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) i++, l->n++;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "mclip %s: %s needs a value\n", cmd, argv[i]);
-            return 2;
-        }
-        const char *v = argv[++i];
-        char *end = NULL;
-        switch (o->kind) {
-        case O_STR: *(const char **)o->dst = v; end = ""; break;
-        case O_INT: *(int *)o->dst = (int)strtol(v, &end, 10); break;
-        case O_DBL: *(double *)o->dst = strtod(v, &end); break;
-        case O_U64: *(uint64_t *)o->dst = strtoull(v, &end, 10); break;
-        default: break;
-        }
-        if (!end || *end || !*v) {
-            fprintf(stderr, "mclip %s: %s %s is not a number\n", cmd, o->name, v);
-            return 2;
-        }
-    }
-    return 0;
-}
 
 // ---- shared pieces ----
 
@@ -123,12 +67,6 @@ static void prep_of(const McModel *m, DsPrepConfig *pc) {
     cli_prep_config(pc, m, DS_PREP_PAPER);
 }
 
-static Tokenizer *load_tokenizer(McErr *err) {
-    char path[1024];
-    if (tok_find_vocab(path, sizeof path, err) < 0) return NULL;
-    return tok_load(path, err);
-}
-
 // The logit scale: "model" = exp(logit_scale), a number, or the paper's 100.
 static int parse_scale(const char *s, const McModel *m, double *scale, McErr *err) {
     if (!s) {
@@ -145,16 +83,6 @@ static int parse_scale(const char *s, const McModel *m, double *scale, McErr *er
     if (*end || !(*scale > 0))
         return mc_err(err, "--scale %s: expected 'model' or a number > 0", s);
     return 0;
-}
-
-// A text prompt file made for this model.
-static int load_text_prompt(const char *path, const McModel *m, CoopPrompt *p, McErr *err) {
-    CoopPromptFile pf;
-    if (coop_promptfile_load(path, &pf, err)) return -1;
-    int rc = coop_promptfile_check(&pf, m->name, m->text.cfg.width, err) ||
-             coop_promptfile_prompt(&pf, p, err) ? -1 : 0;
-    coop_promptfile_free(&pf);
-    return rc;
 }
 
 // Class names as a text prompt's rows want them (CoOp: '_' -> ' ' in the
@@ -210,10 +138,10 @@ static int cmd_init(int argc, char **argv) {
     int border = -1, no_fuse = 0;
     double std = COOP_VP_INIT_STD;
     uint64_t seed = 1;
-    Opt opts[] = {{"--model", O_STR, &model}, {"--out", O_STR, &out},
-                  {"--border", O_INT, &border}, {"--std", O_DBL, &std},
-                  {"--seed", O_U64, &seed}, {"--no-fuse", O_FLAG, &no_fuse}};
-    int r = parse_opts(opts, 6, argc, argv, "vp init");
+    CliOpt opts[] = {{"--model", CLI_OPT_STR, &model}, {"--out", CLI_OPT_STR, &out},
+                     {"--border", CLI_OPT_INT, &border}, {"--std", CLI_OPT_DBL, &std},
+                     {"--seed", CLI_OPT_U64, &seed}, {"--no-fuse", CLI_OPT_FLAG, &no_fuse}};
+    int r = cli_parse_opts(opts, 6, argc, argv, "vp init");
     if (r == 1 || r == 2 || !model || !out) {
         fprintf(r == 1 ? stdout : stderr,
                 "usage: mclip vp init --model FILE --out VP.safetensors [--border B] [--std X]\n"
@@ -242,8 +170,8 @@ static int cmd_init(int argc, char **argv) {
 
 static int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
-    Opt opts[] = {{"--in", O_STR, &in}, {"--out", O_STR, &out}};
-    int r = parse_opts(opts, 2, argc, argv, "vp convert");
+    CliOpt opts[] = {{"--in", CLI_OPT_STR, &in}, {"--out", CLI_OPT_STR, &out}};
+    int r = cli_parse_opts(opts, 2, argc, argv, "vp convert");
     if (r == 1 || r == 2 || !in || !out) {
         fprintf(r == 1 ? stdout : stderr,
                 "usage: mclip vp convert --in PAPER.pt --out VP.safetensors\n"
@@ -301,13 +229,14 @@ static int cmd_grad(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *out = NULL, *tmpl = "a photo of a {}.";
     const char *text_prompt = NULL, *scale_s = NULL;
     int no_fuse = 0;
-    ArgList classes = {0}, images = {0}, labels_s = {0};
-    Opt opts[] = {{"--model", O_STR, &model}, {"--prompt", O_STR, &prompt},
-                  {"--out", O_STR, &out}, {"--template", O_STR, &tmpl},
-                  {"--text-prompt", O_STR, &text_prompt}, {"--scale", O_STR, &scale_s},
-                  {"--no-fuse", O_FLAG, &no_fuse}, {"--classes", O_LIST, &classes},
-                  {"--image", O_LIST, &images}, {"--labels", O_LIST, &labels_s}};
-    int r = parse_opts(opts, 10, argc, argv, "vp grad");
+    CliArgList classes = {0}, images = {0}, labels_s = {0};
+    CliOpt opts[] = {{"--model", CLI_OPT_STR, &model}, {"--prompt", CLI_OPT_STR, &prompt},
+                     {"--out", CLI_OPT_STR, &out}, {"--template", CLI_OPT_STR, &tmpl},
+                     {"--text-prompt", CLI_OPT_STR, &text_prompt},
+                     {"--scale", CLI_OPT_STR, &scale_s}, {"--no-fuse", CLI_OPT_FLAG, &no_fuse},
+                     {"--classes", CLI_OPT_LIST, &classes}, {"--image", CLI_OPT_LIST, &images},
+                     {"--labels", CLI_OPT_LIST, &labels_s}};
+    int r = cli_parse_opts(opts, 10, argc, argv, "vp grad");
     if (r == 1) return grad_usage(stdout), 0;
     if (r || !model || !prompt || !out || !classes.n || !images.n || images.n != labels_s.n) {
         if (!r) fprintf(stderr, "mclip vp grad: need --model, --prompt, --out, --classes and "
@@ -336,10 +265,10 @@ static int cmd_grad(int argc, char **argv) {
     Graph *g = NULL;
     McModel *m = open_model(model, !no_fuse, &random, &err);
     if (!m || load_vprompt(prompt, m, &vp, &err)) goto fail;
-    if (text_prompt && load_text_prompt(text_prompt, m, &tp, &err)) goto fail;
+    if (text_prompt && cli_load_text_prompt(text_prompt, m, &tp, &err)) goto fail;
     double scale;
     if (parse_scale(scale_s, m, &scale, &err)) goto fail;
-    tok = load_tokenizer(&err);
+    tok = cli_tokenizer_load(&err);
     int64_t E = m->cfg.image.embed, S = m->cfg.image.image_size;
     txtn = mc_malloc((size_t)(K * E) * sizeof *txtn);
     if (!tok || class_text(m, tok, classes.v, K, tmpl, text_prompt ? &tp : NULL, txtn, &err))
@@ -518,18 +447,19 @@ static int cmd_train(int argc, char **argv) {
                    .border = -1, .eval_batch = 32, .lr = -1, .wd = -1, .std = COOP_VP_INIT_STD,
                    .seed = 1};
     int steps = 0;
-    Opt opts[] = {
-        {"--model", O_STR, &a.model}, {"--data", O_STR, &a.data},
-        {"--dataset", O_STR, &a.dataset}, {"--shots", O_STR, &a.shots},
-        {"--split", O_STR, &a.split}, {"--out", O_STR, &a.out}, {"--init", O_STR, &a.init},
-        {"--template", O_STR, &a.tmpl}, {"--text-prompt", O_STR, &a.text_prompt},
-        {"--text-out", O_STR, &a.text_out}, {"--scale", O_STR, &a.scale},
-        {"--epochs", O_INT, &a.epochs}, {"--batch", O_INT, &a.batch},
-        {"--border", O_INT, &a.border}, {"--train-text", O_FLAG, &a.train_text},
-        {"--no-fuse", O_FLAG, &a.no_fuse}, {"--steps", O_INT, &steps},
-        {"--lr", O_DBL, &a.lr}, {"--wd", O_DBL, &a.wd}, {"--std", O_DBL, &a.std},
-        {"--seed", O_U64, &a.seed}};
-    int r = parse_opts(opts, (int)(sizeof opts / sizeof *opts), argc, argv, "vp train");
+    CliOpt opts[] = {
+        {"--model", CLI_OPT_STR, &a.model}, {"--data", CLI_OPT_STR, &a.data},
+        {"--dataset", CLI_OPT_STR, &a.dataset}, {"--shots", CLI_OPT_STR, &a.shots},
+        {"--split", CLI_OPT_STR, &a.split}, {"--out", CLI_OPT_STR, &a.out},
+        {"--init", CLI_OPT_STR, &a.init}, {"--template", CLI_OPT_STR, &a.tmpl},
+        {"--text-prompt", CLI_OPT_STR, &a.text_prompt}, {"--text-out", CLI_OPT_STR, &a.text_out},
+        {"--scale", CLI_OPT_STR, &a.scale}, {"--epochs", CLI_OPT_INT, &a.epochs},
+        {"--batch", CLI_OPT_INT, &a.batch}, {"--border", CLI_OPT_INT, &a.border},
+        {"--train-text", CLI_OPT_FLAG, &a.train_text}, {"--no-fuse", CLI_OPT_FLAG, &a.no_fuse},
+        {"--steps", CLI_OPT_INT, &steps}, {"--lr", CLI_OPT_DBL, &a.lr},
+        {"--wd", CLI_OPT_DBL, &a.wd}, {"--std", CLI_OPT_DBL, &a.std},
+        {"--seed", CLI_OPT_U64, &a.seed}};
+    int r = cli_parse_opts(opts, (int)(sizeof opts / sizeof *opts), argc, argv, "vp train");
     if (r == 1) return train_usage(stdout), 0;
     if (r || !a.model || !a.data || !a.out || a.epochs < 1 || a.batch < 1 ||
         (a.train_text && (!a.text_prompt || !a.text_out))) {
@@ -565,10 +495,10 @@ static int cmd_train(int argc, char **argv) {
     int b = a.border >= 0 ? a.border : S == 224 ? 30 : 32;
     if (a.init ? load_vprompt(a.init, m, &vp, &err) : coop_vp_init(&vp, S, b, a.std, a.seed, &err))
         goto fail;
-    if (a.text_prompt && load_text_prompt(a.text_prompt, m, &tp, &err)) goto fail;
+    if (a.text_prompt && cli_load_text_prompt(a.text_prompt, m, &tp, &err)) goto fail;
     double scale;
     if (parse_scale(a.scale, m, &scale, &err)) goto fail;
-    tok = load_tokenizer(&err);
+    tok = cli_tokenizer_load(&err);
     txtn = mc_malloc((size_t)(K * E) * sizeof *txtn);
     if (!tok || class_text(m, tok, d.ds->classes, K, a.tmpl, a.text_prompt ? &tp : NULL, txtn,
                            &err))
@@ -690,12 +620,12 @@ static int cmd_eval(int argc, char **argv) {
     const char *tmpl = "a photo of a {}.", *text_prompt = NULL;
     int batch = 32, no_fuse = 0;
     uint64_t seed = 1;
-    Opt opts[] = {{"--model", O_STR, &model}, {"--prompt", O_STR, &prompt},
-                  {"--data", O_STR, &data}, {"--dataset", O_STR, &dataset},
-                  {"--split", O_STR, &split}, {"--template", O_STR, &tmpl},
-                  {"--text-prompt", O_STR, &text_prompt}, {"--batch", O_INT, &batch},
-                  {"--no-fuse", O_FLAG, &no_fuse}, {"--seed", O_U64, &seed}};
-    int r = parse_opts(opts, 10, argc, argv, "vp eval");
+    CliOpt opts[] = {{"--model", CLI_OPT_STR, &model}, {"--prompt", CLI_OPT_STR, &prompt},
+                     {"--data", CLI_OPT_STR, &data}, {"--dataset", CLI_OPT_STR, &dataset},
+                     {"--split", CLI_OPT_STR, &split}, {"--template", CLI_OPT_STR, &tmpl},
+                     {"--text-prompt", CLI_OPT_STR, &text_prompt}, {"--batch", CLI_OPT_INT, &batch},
+                     {"--no-fuse", CLI_OPT_FLAG, &no_fuse}, {"--seed", CLI_OPT_U64, &seed}};
+    int r = cli_parse_opts(opts, 10, argc, argv, "vp eval");
     if (r == 1 || r == 2 || !model || !prompt || !data || batch < 1) {
         fprintf(r == 1 ? stdout : stderr,
                 "usage: mclip vp eval --model FILE --prompt VP --data PATH [--dataset NAME]\n"
@@ -714,9 +644,9 @@ static int cmd_eval(int argc, char **argv) {
     if (!m || load_vprompt(prompt, m, &vp, &err) ||
         load_data(&d, data, dataset, "0", split, seed, &err))
         goto fail;
-    if (text_prompt && load_text_prompt(text_prompt, m, &tp, &err)) goto fail;
+    if (text_prompt && cli_load_text_prompt(text_prompt, m, &tp, &err)) goto fail;
     int K = d.ds->n_classes;
-    tok = load_tokenizer(&err);
+    tok = cli_tokenizer_load(&err);
     txtn = mc_malloc((size_t)K * m->cfg.image.embed * sizeof *txtn);
     if (!tok || class_text(m, tok, d.ds->classes, K, tmpl, text_prompt ? &tp : NULL, txtn, &err))
         goto fail;

@@ -226,17 +226,68 @@ int cli_list_read_lines(CliList *l, const char *path, McErr *err) {
     return 0;
 }
 
+int cli_list_take_args(CliList *l, int argc, char **argv, int *i) {
+    int n = 0;
+    while (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2)) cli_list_add(l, argv[++*i]), n++;
+    return n;
+}
+
+// A list-file entry is LIST_FILE followed by the path.
+#define LIST_FILE '\x01'
+
+void cli_list_add_file(CliList *l, const char *path) {
+    char entry[4096];
+    snprintf(entry, sizeof entry, "%c%s", LIST_FILE, path);
+    cli_list_add(l, entry);
+}
+
+int cli_list_expand(CliList *l, const char *prog, const char *what) {
+    CliList out = {0};
+    for (int i = 0; i < l->n; i++) {
+        McErr err;
+        const char *s = l->v[i];
+        if (s[0] != LIST_FILE) {
+            cli_list_add(&out, s);
+        } else if (cli_list_read_lines(&out, s + 1, &err)) {
+            fprintf(stderr, "%s: %s file: %s\n", prog, what, err.msg);
+            cli_list_free(&out);
+            return 1;
+        }
+    }
+    cli_list_free(l);
+    *l = out;
+    return 0;
+}
+
+// ---- option values and the tokenizer ----
+
+int cli_int_arg(const char *prog, const char *flag, const char *v, int lo, int hi) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "%s: %s wants an integer in [%d, %d], got '%s'\n", prog, flag, lo, hi,
+                v);
+        return -1;
+    }
+    return (int)x;
+}
+
+Tokenizer *cli_tokenizer_load(McErr *err) {
+    char path[1024];
+    if (tok_find_vocab(path, sizeof path, err) < 0) return NULL;
+    return tok_load(path, err);
+}
+
 // ---- texts ----
 
 int cli_text_ids(const char *prog, char *const *texts, int n, int T, int32_t *ids) {
     McErr err;
-    char path[1024];
     if (T != TOK_CONTEXT) {
         fprintf(stderr, "%s: the model's context is %d tokens; the CLIP tokenizer makes %d\n",
                 prog, T, TOK_CONTEXT);
         return 1;
     }
-    Tokenizer *tok = tok_find_vocab(path, sizeof path, &err) ? NULL : tok_load(path, &err);
+    Tokenizer *tok = cli_tokenizer_load(&err);
     if (!tok) {
         fprintf(stderr, "%s: tokenizer: %s\n", prog, err.msg);
         return 1;

@@ -1,6 +1,7 @@
 // cli_common.h - the image side shared by `mclip embed` and `mclip zeroshot`:
 // loading a model with its image tower, the tower's preprocessing, image
-// lists, and batched image embedding with per-file error handling.
+// lists, and batched image embedding with per-file error handling; also the
+// small pieces of argument handling and the tokenizer the commands share.
 //
 // Dims: N images, S input side, E embedding width.
 //
@@ -31,6 +32,7 @@
 
 #include "../datasets/preprocess.h"
 #include "model.h"
+#include "tokenizer.h"
 
 // mc_model_load_fuse, plus the "image_config" tower of a reduced custom
 // model (see above).  NULL with err set on any problem.
@@ -53,6 +55,27 @@ void cli_list_free(CliList *l);
 // CR removed; paths are taken as written, relative to the current
 // directory).  0, or -1 with err naming the file.
 int cli_list_read_lines(CliList *l, const char *path, McErr *err);
+
+// Append argv[*i + 1 ..] up to the next argument starting with "--" to l,
+// advancing *i past them; returns how many were taken.
+int cli_list_take_args(CliList *l, int argc, char **argv, int *i);
+
+// Append an entry that stands for the lines of the list file at path, read
+// later by cli_list_expand (so that single items and list files keep their
+// command-line order, and no file is read before the arguments parse).
+void cli_list_add_file(CliList *l, const char *path);
+
+// Replace the list-file entries of l by their files' lines
+// (cli_list_read_lines).  0, or 1 after "<prog>: <what> file: <reason>" on
+// stderr, l unchanged.
+int cli_list_expand(CliList *l, const char *prog, const char *what);
+
+// Integer value v of option flag in [lo, hi], or -1 after "<prog>: <flag>
+// wants an integer in [lo, hi], got 'v'" on stderr.
+int cli_int_arg(const char *prog, const char *flag, const char *v, int lo, int hi);
+
+// The tokenizer of the vocabulary tok_find_vocab finds; NULL with err set.
+Tokenizer *cli_tokenizer_load(McErr *err);
 
 typedef struct CliImageOpts {
     const char *prog;   // message prefix, "mclip embed"

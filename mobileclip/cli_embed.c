@@ -44,8 +44,6 @@
 #include "model.h"
 #include "safetensors.h"
 
-#define LIST_MARKER '\x01'   // list entry "\x01path": read path's lines here later
-
 // ---- arguments ----
 
 typedef struct {
@@ -91,31 +89,6 @@ static void usage(FILE *f) {
         "  --threads N        threads (default: all)\n");
 }
 
-// Integer option value in [lo, hi], or -1 after a message.
-static int int_arg(const char *flag, const char *v, int lo, int hi) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "mclip embed: %s wants an integer in [%d, %d], got '%s'\n", flag,
-                lo, hi, v);
-        return -1;
-    }
-    return (int)x;
-}
-
-// Collect argv[i+1 ..] up to the next option into l; returns the count.
-static int take_words(CliList *l, int argc, char **argv, int *i) {
-    int n = 0;
-    while (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2)) cli_list_add(l, argv[++*i]), n++;
-    return n;
-}
-
-static void add_marker(CliList *l, const char *path) {
-    char marker[4096];
-    snprintf(marker, sizeof marker, "%c%s", LIST_MARKER, path);
-    cli_list_add(l, marker);
-}
-
 // 0 ok, 2 usage error (message printed).  Inputs are collected in order;
 // --text-file and --image-list paths are kept as markers and read later.
 static int parse_args(int argc, char **argv, EmbedArgs *a) {
@@ -129,7 +102,7 @@ static int parse_args(int argc, char **argv, EmbedArgs *a) {
         } else if (!strcmp(f, "--text") || !strcmp(f, "--image")) {
             // Every following argument up to the next option is one input.
             int is_text = f[2] == 't';
-            if (!take_words(is_text ? &a->texts : &a->images, argc, argv, &i)) {
+            if (!cli_list_take_args(is_text ? &a->texts : &a->images, argc, argv, &i)) {
                 fprintf(stderr, "mclip embed: %s needs at least one %s\n", f,
                         is_text ? "text" : "path");
                 return 2;
@@ -151,9 +124,9 @@ static int parse_args(int argc, char **argv, EmbedArgs *a) {
         } else if (!strcmp(f, "--dump")) {
             a->dump = argv[++i];
         } else if (!strcmp(f, "--text-file")) {
-            add_marker(&a->texts, argv[++i]);
+            cli_list_add_file(&a->texts, argv[++i]);
         } else if (!strcmp(f, "--image-list")) {
-            add_marker(&a->images, argv[++i]);
+            cli_list_add_file(&a->images, argv[++i]);
         } else if (!strcmp(f, "--preprocess")) {
             if (ds_prep_order_parse(argv[++i], &a->order)) {
                 fprintf(stderr, "mclip embed: --preprocess wants openclip or paper, got '%s'\n",
@@ -161,9 +134,9 @@ static int parse_args(int argc, char **argv, EmbedArgs *a) {
                 return 2;
             }
         } else if (!strcmp(f, "--batch")) {
-            if ((a->batch = int_arg(f, argv[++i], 1, 4096)) < 0) return 2;
+            if ((a->batch = cli_int_arg("mclip embed", f, argv[++i], 1, 4096)) < 0) return 2;
         } else if (!strcmp(f, "--threads")) {
-            if ((a->threads = int_arg(f, argv[++i], 1, 1024)) < 0) return 2;
+            if ((a->threads = cli_int_arg("mclip embed", f, argv[++i], 1, 1024)) < 0) return 2;
         } else {
             fprintf(stderr, "mclip embed: unknown option '%s'\n", f);
             usage(stderr);
@@ -175,26 +148,6 @@ static int parse_args(int argc, char **argv, EmbedArgs *a) {
         usage(stderr);
         return 2;
     }
-    return 0;
-}
-
-// Replace the list-file markers by the lines of the files.  0, or 1 with a
-// message naming the file.
-static int expand_lists(CliList *l, const char *what) {
-    CliList out = {0};
-    for (int i = 0; i < l->n; i++) {
-        McErr err;
-        const char *s = l->v[i];
-        if (s[0] != LIST_MARKER) {
-            cli_list_add(&out, s);
-        } else if (cli_list_read_lines(&out, s + 1, &err)) {
-            fprintf(stderr, "mclip embed: %s file: %s\n", what, err.msg);
-            cli_list_free(&out);
-            return 1;
-        }
-    }
-    cli_list_free(l);
-    *l = out;
     return 0;
 }
 
@@ -415,7 +368,8 @@ int cli_embed(int argc, char **argv) {
     if (rc) goto done;
 
     // Inputs first: a missing list file fails before the model loads.
-    if ((rc = expand_lists(&a.texts, "text")) || (rc = expand_lists(&a.images, "image list")))
+    if ((rc = cli_list_expand(&a.texts, "mclip embed", "text")) ||
+        (rc = cli_list_expand(&a.images, "mclip embed", "image list")))
         goto done;
     if (a.texts.n == 0 && a.images.n == 0) {
         fprintf(stderr, "mclip embed: nothing to embed (give --text, --text-file, --image "

@@ -49,7 +49,6 @@
 #include "safetensors.h"
 
 #define PROG "mclip zeroshot"
-#define LIST_MARKER '\x01'   // image list entry "\x01path": a --image-list file
 
 typedef struct {
     const char *model, *model_name, *classes, *out;
@@ -81,16 +80,6 @@ static void usage(FILE *f) {
         "  --threads N        threads (default: all)\n");
 }
 
-static int int_arg(const char *flag, const char *v, int lo, int hi) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, PROG ": %s wants an integer in [%d, %d], got '%s'\n", flag, lo, hi, v);
-        return -1;
-    }
-    return (int)x;
-}
-
 // 0 ok, 2 usage error (message printed).
 static int parse_args(int argc, char **argv, ZsArgs *a) {
     a->tmpl = "a photo of a {}.";
@@ -102,9 +91,7 @@ static int parse_args(int argc, char **argv, ZsArgs *a) {
             usage(stdout);
             exit(0);
         } else if (!strcmp(f, "--image")) {
-            int n = 0;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) cli_list_add(&a->images, argv[++i]), n++;
-            if (!n) {
+            if (!cli_list_take_args(&a->images, argc, argv, &i)) {
                 fprintf(stderr, PROG ": --image needs at least one path\n");
                 return 2;
             }
@@ -127,9 +114,7 @@ static int parse_args(int argc, char **argv, ZsArgs *a) {
         } else if (!strcmp(f, "--template")) {
             a->tmpl = argv[++i];
         } else if (!strcmp(f, "--image-list")) {
-            char marker[4096];
-            snprintf(marker, sizeof marker, "%c%s", LIST_MARKER, argv[++i]);
-            cli_list_add(&a->images, marker);
+            cli_list_add_file(&a->images, argv[++i]);
         } else if (!strcmp(f, "--preprocess")) {
             if (ds_prep_order_parse(argv[++i], &a->order)) {
                 fprintf(stderr, PROG ": --preprocess wants openclip or paper, got '%s'\n",
@@ -137,11 +122,11 @@ static int parse_args(int argc, char **argv, ZsArgs *a) {
                 return 2;
             }
         } else if (!strcmp(f, "--top")) {
-            if ((a->top = int_arg(f, argv[++i], 1, 1000000)) < 0) return 2;
+            if ((a->top = cli_int_arg(PROG, f, argv[++i], 1, 1000000)) < 0) return 2;
         } else if (!strcmp(f, "--batch")) {
-            if ((a->batch = int_arg(f, argv[++i], 1, 4096)) < 0) return 2;
+            if ((a->batch = cli_int_arg(PROG, f, argv[++i], 1, 4096)) < 0) return 2;
         } else if (!strcmp(f, "--threads")) {
-            if ((a->threads = int_arg(f, argv[++i], 1, 1024)) < 0) return 2;
+            if ((a->threads = cli_int_arg(PROG, f, argv[++i], 1, 1024)) < 0) return 2;
         } else {
             fprintf(stderr, PROG ": unknown option '%s'\n", f);
             usage(stderr);
@@ -219,21 +204,9 @@ static int read_classes(const char *path, CliList *names) {
     return rc;
 }
 
-// Replace --image-list markers by the files' lines.  0, or 1.
+// Replace --image-list entries by the files' lines.  0, or 1.
 static int expand_images(CliList *l) {
-    CliList out = {0};
-    for (int i = 0; i < l->n; i++) {
-        McErr err;
-        if (l->v[i][0] != LIST_MARKER) {
-            cli_list_add(&out, l->v[i]);
-        } else if (cli_list_read_lines(&out, l->v[i] + 1, &err)) {
-            fprintf(stderr, PROG ": image list file: %s\n", err.msg);
-            cli_list_free(&out);
-            return 1;
-        }
-    }
-    cli_list_free(l);
-    *l = out;
+    if (cli_list_expand(l, PROG, "image list")) return 1;
     if (!l->n) {
         fprintf(stderr, PROG ": the image lists are empty\n");
         return 1;
