@@ -153,23 +153,21 @@ static void cdw_bwd_w(float *acc, const float *dyf, const float *xs, const ConvD
 #endif
 
 // acc[t] += sum_b wa[b] * row[t + b] for the CDW_CB_JT columns t of one
-// tap row (vectors of CONV_DW_CB channels): each input pixel is loaded once
-// and multiplied into every column that reads it, the weight coming
-// straight from memory (L1) as the FMA's other operand.  Inlined with a
-// constant kW the loops unroll completely and the range test disappears.
+// tap row (vectors of CONV_DW_CB channels): one weight vector per tap,
+// held for the CDW_CB_JT columns, each input vector coming straight from
+// memory (L1) as the FMA's other operand.  Inlined with a constant kW the
+// tap loop unrolls completely.
 static inline __attribute__((always_inline)) void
 cdw_cb_row(mc_vf acc[CDW_CB_JT][CDW_CB_NV], const float *row, const float *wa, int kW) {
-#pragma GCC unroll 16
-    for (int u = 0; u < CDW_CB_JT + kW - 1; u++) {
+#pragma GCC unroll 8
+    for (int b = 0; b < kW; b++) {
 #pragma GCC unroll 16
         for (int q = 0; q < CDW_CB_NV; q++) {
-            mc_vf xv = mc_vload(row + u * CONV_DW_CB + q * MC_VW);
+            mc_vf wv = mc_vload(wa + b * CONV_DW_CB + q * MC_VW);
 #pragma GCC unroll 8
-            for (int t = 0; t < CDW_CB_JT; t++) {
-                int b = u - t;
-                if (b < 0 || b >= kW) continue;
-                acc[t][q] = mc_vfma(mc_vload(wa + b * CONV_DW_CB + q * MC_VW), xv, acc[t][q]);
-            }
+            for (int t = 0; t < CDW_CB_JT; t++)
+                acc[t][q] = mc_vfma(wv, mc_vload(row + (t + b) * CONV_DW_CB + q * MC_VW),
+                                    acc[t][q]);
         }
     }
 }
