@@ -97,10 +97,20 @@ static void args_free(Args *a) {
 static int parse_common(Args *a, int argc, char **argv, int *i, const char *cmd) {
     const char *o = argv[*i];
     const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-#define STR(flag, field) if (!strcmp(o, flag)) { if (!v) goto missing; a->field = v; (*i)++; return 1; }
-#define INT(flag, field) if (!strcmp(o, flag)) { if (!v) goto missing; a->field = atoi(v); (*i)++; return 1; }
-#define I64(flag, field) if (!strcmp(o, flag)) { if (!v) goto missing; a->field = atoll(v); (*i)++; return 1; }
-#define DBL(flag, field) if (!strcmp(o, flag)) { if (!v) goto missing; a->field = atof(v); (*i)++; return 1; }
+// VAL: an option with a value, stored in a->field as the expression conv
+// of v makes it.
+#define VAL(flag, field, conv) \
+    if (!strcmp(o, flag)) { \
+        if (!v) goto missing; \
+        a->field = conv; \
+        (*i)++; \
+        return 1; \
+    }
+#define STR(flag, field) VAL(flag, field, v)
+#define INT(flag, field) VAL(flag, field, atoi(v))
+#define I64(flag, field) VAL(flag, field, atoll(v))
+#define U64(flag, field) VAL(flag, field, strtoull(v, NULL, 10))
+#define DBL(flag, field) VAL(flag, field, atof(v))
 #define FLAG(flag, field, val) if (!strcmp(o, flag)) { a->field = val; return 1; }
     STR("--model", model) STR("--model-name", model_name) STR("--dataset", dataset)
     STR("--root", root) STR("--data", data) STR("--features", features)
@@ -121,8 +131,7 @@ static int parse_common(Args *a, int argc, char **argv, int *i, const char *cmd)
     FLAG("--demo", demo, 1) FLAG("--csc", csc, 1) FLAG("--resume", resume, 1)
     FLAG("--fp16", fp16, 1) FLAG("--skip-bad", skip_bad, 1)
     FLAG("--shuffle", shuffle, 1) FLAG("--no-shuffle", shuffle, 0)
-    if (!strcmp(o, "--seed")) { if (!v) goto missing; a->seed = strtoull(v, NULL, 10); (*i)++; return 1; }
-    if (!strcmp(o, "--split-seed")) { if (!v) goto missing; a->split_seed = strtoull(v, NULL, 10); (*i)++; return 1; }
+    U64("--seed", seed) U64("--split-seed", split_seed)
     // Lists: every following word up to the next option.
     StrList *l = !strcmp(o, "--classes") ? &a->classes : !strcmp(o, "--image") ? &a->images
                : !strcmp(o, "--labels") ? &a->labels : NULL;
@@ -130,9 +139,11 @@ static int parse_common(Args *a, int argc, char **argv, int *i, const char *cmd)
         while (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2)) sl_add(l, argv[++(*i)]);
         return 1;
     }
+#undef VAL
 #undef STR
 #undef INT
 #undef I64
+#undef U64
 #undef DBL
 #undef FLAG
     return 0;
@@ -525,7 +536,8 @@ static int prompt_cfg(const Args *a, int coop_recipe, CoopPromptCfg *pc, McErr *
     }
     if (a->class_pos) {
         int p = coop_pos_parse(a->class_pos);
-        if (p < 0) return mc_err(err, "--class-pos %s: expected end, middle or front", a->class_pos);
+        if (p < 0)
+            return mc_err(err, "--class-pos %s: expected end, middle or front", a->class_pos);
         pc->pos = p;
     }
     if (a->n_ctx > 0) pc->n_ctx = a->n_ctx;

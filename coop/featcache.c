@@ -26,7 +26,8 @@ int coop_file_sha256(const char *path, char hex[65], McErr *err) {
     }
     void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (m == MAP_FAILED) return mc_err(err, "%s: cannot map to hash it (%s)", path, strerror(errno));
+    if (m == MAP_FAILED)
+        return mc_err(err, "%s: cannot map to hash it (%s)", path, strerror(errno));
     ds_sha256_hex(m, (size_t)st.st_size, hex);
     munmap(m, (size_t)st.st_size);
     return 0;

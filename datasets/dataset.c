@@ -1248,8 +1248,10 @@ static int names_from_cat_to_name(Dataset *ds, const char *path, int k, McErr *e
     for (int c = 1; c <= k && !rc; c++) {
         snprintf(key, sizeof key, "%d", c);
         const JsonValue *v = json_get(root, key);
-        if (!v || v->type != JSON_STRING) rc = mc_err(err, "%s: no string for key \"%s\"", path, key);
-        else ds_add_class(ds, v->str);
+        if (!v || v->type != JSON_STRING)
+            rc = mc_err(err, "%s: no string for key \"%s\"", path, key);
+        else
+            ds_add_class(ds, v->str);
     }
     if (!rc) ds_set_names_source(ds, path);
     json_free(doc);

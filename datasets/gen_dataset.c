@@ -264,7 +264,8 @@ static int gen_tsv(const char *out, const GenOptions *o, McErr *err) {
             Variant v = i % 3 ? V_JPG : V_PNG;
             snprintf(file, sizeof file, "%s_%03d.%s", name, i, v == V_JPG ? "jpg" : "png");
             if (write_sample(o, c, i, v, path2(path, dir, file), err)) goto fail;
-            buf_printf(&man, "images/%s\t%d\t%s\n", file, c, ds_split_name(split_of(i, o->per_class)));
+            buf_printf(&man, "images/%s\t%d\t%s\n", file, c,
+                       ds_split_name(split_of(i, o->per_class)));
             buf_printf(&caps, "images/%s\ta picture of a %s.\n", file, words);
             buf_printf(&caps, "images/%s\ta %s on a grey background.\n", file, words);
         }
@@ -438,8 +439,9 @@ static int gen_caltech(const char *out, const GenOptions *o, McErr *err) {
     // The classes, plus BACKGROUND_Google (noise: drawn as class C) and
     // Faces_easy (more of class 0), both dropped by CoOp.
     for (int c = -2; c < o->classes; c++) {
-        const char *folder = c == -2 ? "BACKGROUND_Google" : c == -1 ? "Faces_easy"
-                                                                     : caltech_folder(c, name, sizeof name);
+        const char *folder = c == -2   ? "BACKGROUND_Google"
+                             : c == -1 ? "Faces_easy"
+                                       : caltech_folder(c, name, sizeof name);
         int draw = c == -2 ? o->classes : c == -1 ? 0 : c;
         fmt_path(dir, "%s/%s", root, folder);
         if (ds_mkdirs(dir, err)) return -1;

@@ -684,7 +684,8 @@ static void upsample_row(const Decoder *d, const Component *c, int y, uint8_t *o
         for (int x = 0; x < dw; x++) {
             int next = x + 1 < dw ? 3 * s[x + 1] + f[x + 1] : cur;
             out[2 * x] = (uint8_t)(x == 0 ? (4 * cur + 8) >> 4 : (3 * cur + prev + 8) >> 4);
-            out[2 * x + 1] = (uint8_t)(x + 1 == dw ? (4 * cur + 7) >> 4 : (3 * cur + next + 7) >> 4);
+            out[2 * x + 1] =
+                (uint8_t)(x + 1 == dw ? (4 * cur + 7) >> 4 : (3 * cur + next + 7) >> 4);
             prev = cur, cur = next;
         }
         return;

@@ -482,7 +482,9 @@ void mat_close(MatFile *m) {
 }
 
 int mat_count(const MatFile *m) { return m->n_vars; }
-const MatVar *mat_at(const MatFile *m, int i) { return i >= 0 && i < m->n_vars ? &m->vars[i] : NULL; }
+const MatVar *mat_at(const MatFile *m, int i) {
+    return i >= 0 && i < m->n_vars ? &m->vars[i] : NULL;
+}
 int mat_big_endian(const MatFile *m) { return m->big; }
 const char *mat_header_text(const MatFile *m) { return m->text; }
 
@@ -673,18 +675,21 @@ static int pick_storage(const double *v, int64_t n) {
 
 // Append value x stored as type t; returns 0 when x is exactly representable.
 static int put_stored(Buf *b, int t, double x) {
+// PUT(T): x as the C type T, sizeof(T) bytes; the round trip decides.
+#define PUT(T) { T v = (T)x; buf_val(b, &v, (int)sizeof v); return (double)v == x ? 0 : -1; }
     switch (t) {
-    case MAT_INT8:   { int8_t v = (int8_t)x;     buf_val(b, &v, 1); return v == x ? 0 : -1; }
-    case MAT_UINT8:  { uint8_t v = (uint8_t)x;   buf_val(b, &v, 1); return v == x ? 0 : -1; }
-    case MAT_INT16:  { int16_t v = (int16_t)x;   buf_val(b, &v, 2); return v == x ? 0 : -1; }
-    case MAT_UINT16: { uint16_t v = (uint16_t)x; buf_val(b, &v, 2); return v == x ? 0 : -1; }
-    case MAT_INT32:  { int32_t v = (int32_t)x;   buf_val(b, &v, 4); return v == x ? 0 : -1; }
-    case MAT_UINT32: { uint32_t v = (uint32_t)x; buf_val(b, &v, 4); return v == x ? 0 : -1; }
-    case MAT_INT64:  { int64_t v = (int64_t)x;   buf_val(b, &v, 8); return (double)v == x ? 0 : -1; }
-    case MAT_UINT64: { uint64_t v = (uint64_t)x; buf_val(b, &v, 8); return (double)v == x ? 0 : -1; }
-    case MAT_SINGLE: { float v = (float)x;       buf_val(b, &v, 4); return v == x ? 0 : -1; }
+    case MAT_INT8:   PUT(int8_t)
+    case MAT_UINT8:  PUT(uint8_t)
+    case MAT_INT16:  PUT(int16_t)
+    case MAT_UINT16: PUT(uint16_t)
+    case MAT_INT32:  PUT(int32_t)
+    case MAT_UINT32: PUT(uint32_t)
+    case MAT_INT64:  PUT(int64_t)
+    case MAT_UINT64: PUT(uint64_t)
+    case MAT_SINGLE: PUT(float)
     default:         { buf_val(b, &x, 8); return 0; }
     }
+#undef PUT
 }
 
 // Serialise one variable as a complete miMATRIX element (tag + body).

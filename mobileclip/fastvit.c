@@ -477,7 +477,8 @@ static int check_config(const McFastVitConfig *c, int embed, McErr *err) {
     if (c->n_stages < 1 || c->n_stages > 5)
         return mc_err(err, "fastvit: n_stages must be 1..5, found %d", c->n_stages);
     if (embed < 1) return mc_err(err, "fastvit: embedding width must be positive, found %d", embed);
-    if (c->mlp_ratio < 1) return mc_err(err, "fastvit: mlp_ratio must be >= 1, found %d", c->mlp_ratio);
+    if (c->mlp_ratio < 1)
+        return mc_err(err, "fastvit: mlp_ratio must be >= 1, found %d", c->mlp_ratio);
     for (int k = 0; k < c->n_stages; k++) {
         int w = c->widths[k];
         if (w < 1 || c->depths[k] < 0)

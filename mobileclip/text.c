@@ -232,7 +232,8 @@ static Tensor *last_block_pooled(Graph *g, const NnBlock *b, Tensor *x, const Te
     mc_sgemm(0, 1, (int)B, M, (int)W, 1.0f, hn, (int)W, b->fc1_w->data, (int)W, 1.0f, hid, M);
     mc_gelu_forward(hid, hid, B * M);
     for (int64_t r = 0; r < B; r++)
-        for (int64_t j = 0; j < W; j++) out->data[r * W + j] = y->data[r * W + j] + b->fc2_b->data[j];
+        for (int64_t j = 0; j < W; j++)
+            out->data[r * W + j] = y->data[r * W + j] + b->fc2_b->data[j];
     mc_sgemm(0, 1, (int)B, (int)W, M, 1.0f, hid, M, b->fc2_w->data, M, 1.0f, out->data, (int)W);
     return out;
 }

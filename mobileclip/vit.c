@@ -191,7 +191,8 @@ static Tensor *stem_fwd(Graph *g, const Vit *m, Tensor *x) {
 static Tensor *cls_rows(Graph *g, const Vit *m, int64_t N) {
     int64_t D = m->cfg.width;
     Tensor *c = ag_tensor(g, MC_DIMS(N, 1, D));
-    for (int64_t n = 0; n < N; n++) memcpy(c->data + n * D, m->cls->data, (size_t)D * sizeof(float));
+    for (int64_t n = 0; n < N; n++)
+        memcpy(c->data + n * D, m->cls->data, (size_t)D * sizeof(float));
     return c;
 }
 

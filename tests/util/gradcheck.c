@@ -33,7 +33,8 @@ int gradcheck(const char *name, GcBuild f, void *ctx, Tensor **in, int n_in,
         Tensor *x = in[j];
         if (!x->requires_grad) continue;
         int64_t step = 1;
-        if (opt.max_elems > 0 && x->n > opt.max_elems) step = (x->n + opt.max_elems - 1) / opt.max_elems;
+        if (opt.max_elems > 0 && x->n > opt.max_elems)
+            step = (x->n + opt.max_elems - 1) / opt.max_elems;
         double max_abs = 0, max_rel = 0;
         int64_t bad = 0, checked = 0;
         for (int64_t i = 0; i < x->n; i += step) {
