@@ -300,26 +300,26 @@ static void dw_split_row(float *row, const float *x_row, int q, const DwPlan *d,
 // its zero padding and slack across planes.
 static void dw_split(float *xs, const float *x_c, const DwPlan *d, const ConvShape *s) {
     int st = d->s;
-    for (int r = 0; r < st; r++) {
-        for (int u = 0; u < d->Hq; u++) {
-            int ih = u * st + r - s->pad;
-            if (ih < 0 || ih >= s->H) continue;   // a padding row
-            float *row_r = xs + (size_t)r * st * d->plane + (size_t)u * d->Wq;
-            const float *x_row = x_c + (size_t)ih * s->W;
-            int vl = 0, vh = 0;
-            if (st == 2) {
-                // Columns where both phases are inside: one shuffle pass.
-                vl = d->lo[0] > d->lo[1] ? d->lo[0] : d->lo[1];
-                vh = d->hi[0] < d->hi[1] ? d->hi[0] : d->hi[1];
-                if (vh > vl)
-                    deinterleave2(row_r + vl, row_r + d->plane + vl,
-                                  x_row + 2 * (size_t)vl - s->pad, vh - vl);
-                else
-                    vl = vh = 0;
-            }
-            for (int q = 0; q < st; q++)
-                dw_split_row(row_r + (size_t)q * d->plane, x_row, q, d, s, vl, vh);
+    // Input rows in memory order (a sequential stream for the prefetchers);
+    // row ih lands in row phase r, phase row u.
+    for (int ih = 0; ih < s->H; ih++) {
+        int r = (ih + s->pad) % st, u = (ih + s->pad) / st;
+        if (u >= d->Hq) continue;   // read by no output
+        float *row_r = xs + (size_t)r * st * d->plane + (size_t)u * d->Wq;
+        const float *x_row = x_c + (size_t)ih * s->W;
+        int vl = 0, vh = 0;
+        if (st == 2) {
+            // Columns where both phases are inside: one shuffle pass.
+            vl = d->lo[0] > d->lo[1] ? d->lo[0] : d->lo[1];
+            vh = d->hi[0] < d->hi[1] ? d->hi[0] : d->hi[1];
+            if (vh > vl)
+                deinterleave2(row_r + vl, row_r + d->plane + vl,
+                              x_row + 2 * (size_t)vl - s->pad, vh - vl);
+            else
+                vl = vh = 0;
         }
+        for (int q = 0; q < st; q++)
+            dw_split_row(row_r + (size_t)q * d->plane, x_row, q, d, s, vl, vh);
     }
 }
 
